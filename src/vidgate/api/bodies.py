@@ -1,0 +1,78 @@
+"""Reading request bodies that may be JSON or multipart/form-data, the same way for every family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from ..errors import ApiError, invalid
+
+
+@dataclass
+class Body:
+    fields: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def first(self, *names: str) -> Any:
+        for name in names:
+            value = self.fields.get(name)
+            if value not in (None, ""):
+                return value
+        return None
+
+
+async def read_body(request: Request, max_upload_bytes: int) -> Body:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("", "application/json") or ctype.endswith("+json"):
+        return Body(_json(await request.body()))
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _form(request, max_upload_bytes)
+    raise ApiError(415, "invalid_request",
+                   f"Unsupported Content-Type '{ctype}'; send JSON or multipart/form-data.")
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise invalid("The request body is empty; send a JSON object.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.")
+    return data
+
+
+async def _form(request: Request, max_upload_bytes: int) -> Body:
+    try:
+        form = await request.form(max_part_size=1024 * 1024)
+    except Exception as exc:  # python-multipart raises several types for malformed bodies
+        raise invalid(f"Malformed form body: {exc}") from exc
+    fields: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    try:
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                data = await value.read(max_upload_bytes + 1)
+                if len(data) > max_upload_bytes:
+                    raise ApiError(413, "invalid_request",
+                                   f"'{name}' is larger than {max_upload_bytes} bytes.",
+                                   param=name)
+                files[name] = data
+            elif name.endswith("[]"):
+                fields.setdefault(name[:-2], []).append(value)
+            elif "[" in name and name.endswith("]"):
+                # bracketed keys such as input_reference[image_url] form a nested object
+                outer, inner = name[:-1].split("[", 1)
+                nested = fields.setdefault(outer, {})
+                if isinstance(nested, dict):
+                    nested[inner] = value
+            else:
+                fields[name] = value
+    finally:
+        await form.close()
+    return Body(fields, files)

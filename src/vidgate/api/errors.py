@@ -1,0 +1,84 @@
+"""Rendering errors in the shape of the route family that received the request.
+
+Family A (`/v1/videos`, `/files`) answers with OpenAI's error object; families B and C
+(`/v1/video/...`) answer with the gateway envelope that also carries OpenAI's object.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ..errors import ApiError
+from .responses import json_response
+
+log = logging.getLogger("vidgate.api")
+
+# Canonical codes are the gateway's (spec section 7); OpenAI clients know these names instead.
+_OPENAI_CODES = {"unauthorized": "invalid_api_key", "task_not_exist": "video_not_found"}
+
+
+def uses_envelope(path: str) -> bool:
+    return path.startswith("/v1/video/")
+
+
+def error_body(error: ApiError, path: str) -> dict:
+    if uses_envelope(path):
+        return {
+            "code": error.code,
+            "message": error.message,
+            "data": None,
+            "error": {
+                "message": error.message,
+                "type": error.type,
+                "param": error.param,
+                "code": error.code,
+            },
+        }
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": _OPENAI_CODES.get(error.code, error.code),
+        }
+    }
+
+
+def error_response(error: ApiError, path: str) -> Response:
+    return json_response(error_body(error, path), status=error.status, headers=error.headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        param = loc[0] if loc else None
+        message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}" if param else (
+            "Invalid request."
+        )
+        return error_response(ApiError(400, "invalid_request", message, param=param),
+                              request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = "Unknown URL." if exc.status_code == 404 else str(exc.detail)
+        error = ApiError(exc.status_code, codes.get(exc.status_code, "invalid_request"), message)
+        return error_response(error, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        error = ApiError(500, "internal_error", "The server had an error processing the request.",
+                         type="server_error")
+        return error_response(error, request.url.path)

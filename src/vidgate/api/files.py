@@ -1,0 +1,34 @@
+"""Signed asset URLs: `GET /files/{id}/{variant}?exp=&sig=`, no API key needed until `exp`."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ..domain import VARIANTS
+from ..errors import ApiError
+from ..signing import verify
+from .videos import asset_response
+
+router = APIRouter()
+
+
+def _forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+@router.api_route("/files/{task_id}/{variant}", methods=["GET", "HEAD"])
+async def signed_file(
+    task_id: str, variant: str, request: Request, exp: str = "", sig: str = ""
+) -> Response:
+    services = request.app.state.services
+    if variant not in VARIANTS or not exp.isdigit() or not sig:
+        raise _forbidden("Invalid signed URL.")
+    if not verify(services.settings.secret, task_id, variant, int(exp), sig, time.time()):
+        raise _forbidden("This URL has expired or its signature does not match.")
+    task = await services.db.get_task(task_id)
+    if task is None:
+        raise ApiError(404, "task_not_exist", "No video found with that id.")
+    return asset_response(task, variant, services.tasks.asset_path(task, variant))

@@ -1,0 +1,170 @@
+"""Family A: the OpenAI Videos API (`/v1/videos`), as the official `openai` SDK speaks it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import FileResponse, Response
+
+from ..catalog import ImageInput, RawVideoRequest
+from ..domain import CONTENT_TYPES, Task
+from ..errors import invalid
+from .auth import Owner
+from .bodies import Body, read_body
+from .responses import json_response
+
+router = APIRouter()
+FAMILY = "videos"
+DEFAULT_SIZE = "720x1280"  # OpenAI's default for this family
+POLL_AFTER_MS = "1000"
+
+
+def image_from_body(body: Body, *names: str) -> ImageInput | None:
+    """The reference image in any of the spellings clients send, first one found wins."""
+    for name in names:
+        if name in body.files:
+            return ImageInput(data=body.files[name], param=name)
+        value = body.fields.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, dict):
+            value = value.get("image_url") or value.get("url")
+            if isinstance(value, dict):  # {"image_url": {"url": ...}}
+                value = value.get("url")
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise invalid(f"'{name}' must be an image URL, a data: URL or a file.", param=name,
+                          code="invalid_image")
+        return ImageInput(url=value, param=name)
+    return None
+
+
+def parse_create(body: Body) -> RawVideoRequest:
+    seconds_param = "seconds" if body.first("seconds") is not None else "duration"
+    return RawVideoRequest(
+        prompt=body.fields.get("prompt"),
+        model=body.fields.get("model"),
+        size=body.fields.get("size"),
+        seconds=body.first("seconds", "duration"),
+        seconds_param=seconds_param,
+        aspect_ratio=body.fields.get("aspect_ratio"),
+        image=image_from_body(body, "input_reference", "image_url"),
+        seed=body.fields.get("seed"),
+    )
+
+
+def render(task: Task, request: Request) -> dict[str, Any]:
+    links = request.app.state.services.links(task, request)
+    return {
+        "id": task.id,
+        "object": "video",
+        "model": task.model,
+        "status": task.status,
+        "progress": task.progress,
+        "created_at": task.created_at,
+        "completed_at": task.completed_at,
+        "expires_at": links.expires_at,
+        "prompt": task.prompt,
+        "size": task.size,
+        "seconds": str(task.seconds_out),
+        "quality": "standard",
+        "remixed_from_video_id": task.remixed_from,
+        "error": (
+            {"code": task.error_code, "message": task.error_message or ""}
+            if task.error_code else None
+        ),
+        "url": links.video,
+        "video_url": links.video,
+        "thumbnail_url": links.thumbnail,
+    }
+
+
+def _video_response(task: Task, request: Request, status: int = 200) -> Response:
+    headers = {} if task.finished else {"openai-poll-after-ms": POLL_AFTER_MS}
+    return json_response(render(task, request), status=status, headers=headers)
+
+
+@router.post("/v1/videos")
+async def create_video(request: Request, key: Owner) -> Response:
+    services = request.app.state.services
+    body = await read_body(request, services.settings.max_upload_bytes)
+    task = await services.tasks.create(
+        key.id,
+        parse_create(body),
+        family=FAMILY,
+        idempotency_key=request.headers.get("idempotency-key"),
+        default_size=DEFAULT_SIZE,
+        model_not_found_status=404,
+    )
+    return _video_response(task, request)
+
+
+@router.get("/v1/videos")
+async def list_videos(
+    request: Request,
+    key: Owner,
+    after: str | None = None,
+    limit: int = Query(20),
+    order: str = "desc",
+) -> Response:
+    found, has_more = await request.app.state.services.tasks.list(
+        key.id, after=after, limit=limit, order=order
+    )
+    data = [render(t, request) for t in found]
+    return json_response({
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    })
+
+
+@router.get("/v1/videos/{video_id}")
+async def retrieve_video(
+    video_id: str, request: Request, key: Owner
+) -> Response:
+    task = await request.app.state.services.tasks.get(key.id, video_id)
+    return _video_response(task, request)
+
+
+@router.delete("/v1/videos/{video_id}")
+async def delete_video(
+    video_id: str, request: Request, key: Owner
+) -> Response:
+    await request.app.state.services.tasks.delete(key.id, video_id)
+    return json_response({"id": video_id, "object": "video.deleted", "deleted": True})
+
+
+@router.post("/v1/videos/{video_id}/remix")
+async def remix_video(
+    video_id: str, request: Request, key: Owner
+) -> Response:
+    services = request.app.state.services
+    body = await read_body(request, services.settings.max_upload_bytes)
+    task = await services.tasks.remix(
+        key.id, video_id, body.fields.get("prompt"),
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    return _video_response(task, request)
+
+
+@router.get("/v1/videos/{video_id}/content")
+async def download_content(
+    video_id: str, request: Request, key: Owner, variant: str = "video"
+) -> Response:
+    task, path = await request.app.state.services.tasks.content(key.id, video_id, variant)
+    return asset_response(task, variant, path)
+
+
+def asset_response(task: Task, variant: str, path) -> Response:
+    """Stream a stored asset; Starlette's FileResponse does Range/206, ETag and HEAD."""
+    return FileResponse(
+        path,
+        media_type=CONTENT_TYPES[variant],
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+

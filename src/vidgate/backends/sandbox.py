@@ -1,0 +1,99 @@
+"""The built-in renderer: procedural H.264 videos made on this machine's CPU.
+
+Not a generative model. It lets the whole gateway run with no network and no GPU. Renders run
+in a process pool so the event loop keeps serving; progress comes from a file the renderer
+writes as it encodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from .. import media
+from ..domain import COMPLETED, FAILED, IN_PROGRESS, INTERNAL_ERROR, INVALID_IMAGE
+from .base import Job, PollResult, ResultFiles
+
+
+class SandboxBackend:
+    name = "sandbox"
+    sticky = True
+
+    def __init__(self, workers: int = 1, fps: int = 24, poll_interval: float = 0.25) -> None:
+        self.fps = fps
+        self.poll_interval = poll_interval
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._renders: dict[str, Future] = {}
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: forking a process that runs an event loop and DB threads is unsafe
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=ctx)
+        return self._pool
+
+    def _out_dir(self, job: Job) -> Path:
+        return job.work_dir / "sandbox"
+
+    async def submit(self, job: Job) -> str:
+        self._start(job)
+        return job.task_id
+
+    def _start(self, job: Job) -> None:
+        req = job.request
+        spec = media.RenderSpec(
+            prompt=req.prompt,
+            width=req.width,
+            height=req.height,
+            seconds=req.seconds,
+            seed=req.seed,
+            fps=self.fps,
+            first_frame=job.reference,
+        )
+        out = self._out_dir(job)
+        out.mkdir(parents=True, exist_ok=True)
+        self._renders[job.task_id] = self._executor().submit(
+            media.render_sandbox, spec, str(out), str(out / "progress")
+        )
+
+    async def poll(self, job: Job) -> PollResult:
+        render = self._renders.get(job.task_id)
+        if render is None:
+            # The process that started this render is gone (crash, restart): render again.
+            # Output is deterministic, so the client cannot tell.
+            self._start(job)
+            return PollResult(IN_PROGRESS, 0)
+        if not render.done():
+            progress = media.read_progress(self._out_dir(job) / "progress")
+            return PollResult(IN_PROGRESS, min(progress or 0, 99))
+        self._renders.pop(job.task_id, None)
+        error = render.exception()
+        if error is None:
+            # keep a done marker so fetch() knows the files are complete
+            self._renders[job.task_id] = render
+            return PollResult(COMPLETED, 100)
+        code = INVALID_IMAGE if isinstance(error, ValueError) else INTERNAL_ERROR
+        return PollResult(FAILED, error_code=code, error_message=f"render failed: {error}")
+
+    async def fetch(self, job: Job) -> ResultFiles:
+        self._renders.pop(job.task_id, None)
+        out = self._out_dir(job)
+        return ResultFiles(
+            video=out / media.VIDEO_NAME,
+            thumbnail=out / media.THUMBNAIL_NAME,
+            spritesheet=out / media.SPRITESHEET_NAME,
+        )
+
+    async def cancel(self, job: Job) -> None:
+        render = self._renders.pop(job.task_id, None)
+        if render is not None:
+            # a render already running finishes in its worker; its files are dropped
+            render.cancel()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=False, cancel_futures=True)

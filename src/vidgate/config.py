@@ -1,0 +1,98 @@
+"""Settings, read once from the environment (and later an optional vidgate.yaml)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    database_url: str
+    secret: bytes
+    config_path: Path | None = None
+    public_url: str | None = None
+    url_ttl_seconds: int = 3600
+    retention_seconds: int = 7 * 24 * 3600
+    lease_seconds: float = 30.0
+    engine_tick_seconds: float = 0.25
+    render_workers: int = 1
+    sandbox_fps: int = 24
+    task_deadline_seconds: int = 2 * 3600
+    max_upload_bytes: int = 20 * 1024 * 1024
+    run_engine: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for renders and downloads before they enter blob storage."""
+        return self.data_dir / "work"
+
+
+def _load_or_create_secret(data_dir: Path) -> bytes:
+    """Keep a generated signing secret in the data dir so signed URLs survive restarts."""
+    path = data_dir / "secret"
+    if path.exists():
+        return path.read_text().strip().encode()
+    value = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return value.encode()
+
+
+def load_settings() -> Settings:
+    data_dir = Path(os.environ.get("VIDGATE_DATA_DIR") or "./vidgate-data").resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = os.environ.get("VIDGATE_DATABASE_URL") or (
+        f"sqlite+aiosqlite:///{data_dir / 'vidgate.db'}"
+    )
+    secret_env = os.environ.get("VIDGATE_SECRET")
+    secret = secret_env.encode() if secret_env else _load_or_create_secret(data_dir)
+    config = os.environ.get("VIDGATE_CONFIG")
+    role = os.environ.get("VIDGATE_ROLE", "all")
+    if role not in ("all", "api"):
+        raise SystemExit(f"VIDGATE_ROLE must be 'all' or 'api', got {role!r}")
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        secret=secret,
+        config_path=Path(config) if config else None,
+        public_url=(os.environ.get("VIDGATE_PUBLIC_URL") or None),
+        url_ttl_seconds=_env_int("VIDGATE_URL_TTL_SECONDS", 3600),
+        retention_seconds=_env_int("VIDGATE_RETENTION_SECONDS", 7 * 24 * 3600),
+        lease_seconds=_env_float("VIDGATE_LEASE_SECONDS", 30.0),
+        render_workers=_env_int("VIDGATE_RENDER_WORKERS", max(1, (os.cpu_count() or 2) - 1)),
+        sandbox_fps=_env_int("VIDGATE_SANDBOX_FPS", 24),
+        task_deadline_seconds=_env_int("VIDGATE_TASK_DEADLINE_SECONDS", 2 * 3600),
+        max_upload_bytes=_env_int("VIDGATE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        run_engine=role == "all",
+    )

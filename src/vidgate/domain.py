@@ -1,0 +1,100 @@
+"""The task record and its states, shared by every layer."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUED = "queued"
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+FAILED = "failed"
+TERMINAL = (COMPLETED, FAILED)
+ACTIVE = (QUEUED, IN_PROGRESS)
+
+# Failure reasons a client may see in error.code (spec/api.md section 8).
+MODERATION_BLOCKED = "moderation_blocked"
+UPSTREAM_ERROR = "upstream_error"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
+INVALID_IMAGE = "invalid_image"
+INTERNAL_ERROR = "internal_error"
+
+VARIANTS = ("video", "thumbnail", "spritesheet")
+CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+
+
+def new_task_id() -> str:
+    return "video_" + secrets.token_hex(16)
+
+
+@dataclass
+class Task:
+    id: str
+    owner_id: str
+    family: str
+    model: str
+    prompt: str
+    width: int
+    height: int
+    seconds: int
+    seed: int
+    status: str
+    progress: int
+    created_at: int
+    status_updated_at: int
+    deadline_at: float
+    params: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    reference_key: str | None = None
+    remixed_from: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    completed_at: int | None = None
+    delivered_seconds: float | None = None
+    delivered_width: int | None = None
+    delivered_height: int | None = None
+    video_key: str | None = None
+    video_bytes: int | None = None
+    thumbnail_key: str | None = None
+    spritesheet_key: str | None = None
+    assets_expire_at: int | None = None
+    backend: str | None = None
+    upstream_id: str | None = None
+    next_poll_at: float | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    deleted_at: int | None = None
+    seq: int | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def seconds_out(self) -> int:
+        """Length the client sees: the delivered length once known, else the requested one."""
+        if self.delivered_seconds is not None:
+            return max(1, round(self.delivered_seconds))
+        return self.seconds
+
+    def asset_key(self, variant: str) -> str | None:
+        return {
+            "video": self.video_key,
+            "thumbnail": self.thumbnail_key,
+            "spritesheet": self.spritesheet_key,
+        }[variant]
+
+    def assets_available(self, now: float) -> bool:
+        return (
+            self.status == COMPLETED
+            and self.video_key is not None
+            and (self.assets_expire_at is None or now < self.assets_expire_at)
+        )

@@ -1,0 +1,318 @@
+"""Database access: engine set-up, migrations, and every query the app runs.
+
+SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when VIDGATE_DATABASE_URL says so. Queries
+are SQLAlchemy Core and portable: claiming uses a conditional UPDATE whose row count decides
+who won, which is correct on both databases without SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..domain import ACTIVE, Task
+from .schema import api_keys, task_events, tasks
+
+_TASK_FIELDS = {f.name for f in dataclasses.fields(Task)}
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _row_to_task(row: Any) -> Task:
+    data = {k: v for k, v in row._mapping.items() if k in _TASK_FIELDS}
+    data["cancel_requested"] = bool(data.get("cancel_requested"))
+    return Task(**data)
+
+
+def _task_values(task: Task) -> dict[str, Any]:
+    values = dataclasses.asdict(task)
+    values.pop("seq", None)
+    return values
+
+
+@dataclasses.dataclass
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    created_at: int
+    revoked_at: int | None
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ---- schema -------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe to run from many processes at once."""
+        async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7164720113)"))
+            await conn.run_sync(_upgrade)
+
+    # ---- api keys -----------------------------------------------------------------------
+
+    async def create_key(self, name: str = "") -> tuple[ApiKey, str]:
+        secret = "sk-vg-" + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name=name,
+            prefix=secret[:12],
+            created_at=int(time.time()),
+            revoked_at=None,
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(**dataclasses.asdict(key), key_hash=hash_key(secret))
+            )
+        return key, secret
+
+    async def key_for_secret(self, secret: str) -> ApiKey | None:
+        query = sa.select(api_keys).where(api_keys.c.key_hash == hash_key(secret))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _key(row) if row else None
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).all()
+        return [_key(r) for r in rows]
+
+    async def revoke_key(self, key_or_id: str) -> bool:
+        cond = sa.or_(api_keys.c.id == key_or_id, api_keys.c.key_hash == hash_key(key_or_id))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(cond, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=int(time.time()))
+            )
+        return result.rowcount > 0
+
+    # ---- tasks: API side ----------------------------------------------------------------
+
+    async def insert_task(self, task: Task) -> tuple[Task, bool]:
+        """Insert a new task; with an idempotency key already used, return the earlier task.
+
+        Returns (task, created).
+        """
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(tasks.insert().values(**_task_values(task)))
+        except IntegrityError:
+            if task.idempotency_key is None:
+                raise
+            existing = await self._by_idempotency_key(task.owner_id, task.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        return task, True
+
+    async def find_by_idempotency_key(self, owner_id: str, key: str) -> Task | None:
+        return await self._by_idempotency_key(owner_id, key)
+
+    async def _by_idempotency_key(self, owner_id: str, key: str) -> Task | None:
+        query = sa.select(tasks).where(
+            tasks.c.owner_id == owner_id, tasks.c.idempotency_key == key
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _row_to_task(row) if row else None
+
+    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None:
+        """A live (not deleted) task; with owner_id, only if that owner created it."""
+        query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
+        if owner_id is not None:
+            query = query.where(tasks.c.owner_id == owner_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _row_to_task(row) if row else None
+
+    async def list_tasks(
+        self, owner_id: str, *, after: str | None, limit: int, descending: bool
+    ) -> tuple[list[Task], bool]:
+        query = sa.select(tasks).where(tasks.c.owner_id == owner_id, tasks.c.deleted_at.is_(None))
+        async with self.engine.connect() as conn:
+            if after:
+                seq = (
+                    await conn.execute(
+                        sa.select(tasks.c.seq).where(
+                            tasks.c.id == after, tasks.c.owner_id == owner_id
+                        )
+                    )
+                ).scalar()
+                if seq is None:
+                    return [], False
+                query = query.where(tasks.c.seq < seq if descending else tasks.c.seq > seq)
+            order = tasks.c.seq.desc() if descending else tasks.c.seq.asc()
+            rows = (await conn.execute(query.order_by(order).limit(limit + 1))).all()
+        found = [_row_to_task(r) for r in rows]
+        return found[:limit], len(found) > limit
+
+    async def mark_deleted(self, task_id: str, owner_id: str) -> bool:
+        now = int(time.time())
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.owner_id == owner_id,
+                       tasks.c.deleted_at.is_(None))
+                .values(deleted_at=now, cancel_requested=True, next_poll_at=time.time())
+            )
+        return result.rowcount > 0
+
+    async def events(self, task_id: str | None = None) -> list[tuple[str, str]]:
+        query = sa.select(task_events.c.task_id, task_events.c.kind).order_by(task_events.c.id)
+        if task_id:
+            query = query.where(task_events.c.task_id == task_id)
+        async with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in (await conn.execute(query)).all()]
+
+    # ---- tasks: engine side -------------------------------------------------------------
+
+    async def claim_due(
+        self, worker: str, now: float, lease_until: float, limit: int
+    ) -> list[Task]:
+        """Lease up to `limit` due tasks to `worker`; a task is leased to one worker at a time."""
+        due = (
+            sa.select(tasks.c.id)
+            .where(
+                tasks.c.status.in_(ACTIVE),
+                sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
+                sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
+            )
+            .order_by(tasks.c.next_poll_at)
+            .limit(limit)
+        )
+        claimed: list[Task] = []
+        async with self.engine.begin() as conn:
+            ids = [r[0] for r in (await conn.execute(due)).all()]
+            for task_id in ids:
+                result = await conn.execute(
+                    tasks.update()
+                    .where(
+                        tasks.c.id == task_id,
+                        tasks.c.status.in_(ACTIVE),
+                        sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
+                    )
+                    .values(lease_owner=worker, lease_until=lease_until,
+                            attempts=tasks.c.attempts + 1)
+                )
+                if result.rowcount:
+                    query = sa.select(tasks).where(tasks.c.id == task_id)
+                    row = (await conn.execute(query)).first()
+                    claimed.append(_row_to_task(row))
+        return claimed
+
+    async def renew_leases(self, worker: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend leases still held; returns the ids whose lease this worker lost."""
+        if not ids:
+            return set()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
+                .values(lease_until=lease_until)
+            )
+            held = (
+                await conn.execute(
+                    sa.select(tasks.c.id).where(
+                        tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker
+                    )
+                )
+            ).all()
+        return set(ids) - {r[0] for r in held}
+
+    async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
+        """Write fields of a task this worker holds; False when the lease was lost."""
+        async with self.engine.begin() as conn:
+            return await _update_leased(conn, task_id, worker, values)
+
+    async def finish_leased(self, task_id: str, worker: str, event_kind: str,
+                            **values: Any) -> bool:
+        """Move a held task to a terminal state and record the event, atomically, once."""
+        async with self.engine.begin() as conn:
+            # a task the client cancelled or deleted must not turn completed afterwards
+            only_if_live = event_kind == "completed"
+            if not await _update_leased(conn, task_id, worker, values, require_active=True,
+                                        require_not_cancelled=only_if_live):
+                return False
+            await conn.execute(
+                task_events.insert().values(
+                    task_id=task_id, kind=event_kind, created_at=int(time.time())
+                )
+            )
+        return True
+
+    async def cancel_requested(self, task_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(tasks.c.cancel_requested).where(tasks.c.id == task_id)
+                )
+            ).scalar()
+        return bool(value)
+
+
+async def _update_leased(
+    conn: AsyncConnection, task_id: str, worker: str, values: dict[str, Any],
+    require_active: bool = False, require_not_cancelled: bool = False,
+) -> bool:
+    cond = [tasks.c.id == task_id, tasks.c.lease_owner == worker]
+    if require_active:
+        cond.append(tasks.c.status.in_(ACTIVE))
+    if require_not_cancelled:
+        cond.append(tasks.c.cancel_requested == sa.false())
+    if "progress" in values:
+        # progress never goes down, whatever a backend reports
+        new = values["progress"]
+        values["progress"] = sa.case((tasks.c.progress > new, tasks.c.progress), else_=new)
+    result = await conn.execute(tasks.update().where(*cond).values(**values))
+    return result.rowcount > 0
+
+
+def _key(row: Any) -> ApiKey:
+    m = row._mapping
+    return ApiKey(m["id"], m["name"], m["prefix"], m["created_at"], m["revoked_at"])
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _upgrade(sync_conn: Any) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")

@@ -1,0 +1,77 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations in vidgate/migrations mirror these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    # seq gives a total order for listing and paging; id is the public name.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("owner_id", sa.String(40), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("family", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("reference_key", sa.String(255), nullable=True),
+    sa.Column("remixed_from", sa.String(40), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("status_updated_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("delivered_seconds", sa.Float, nullable=True),
+    sa.Column("delivered_width", sa.Integer, nullable=True),
+    sa.Column("delivered_height", sa.Integer, nullable=True),
+    sa.Column("video_key", sa.String(255), nullable=True),
+    sa.Column("video_bytes", sa.BigInteger, nullable=True),
+    sa.Column("thumbnail_key", sa.String(255), nullable=True),
+    sa.Column("spritesheet_key", sa.String(255), nullable=True),
+    sa.Column("assets_expire_at", sa.BigInteger, nullable=True),
+    sa.Column("backend", sa.String(64), nullable=True),
+    sa.Column("upstream_id", sa.String(255), nullable=True),
+    sa.Column("next_poll_at", sa.Float, nullable=True),
+    sa.Column("deadline_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("owner_id", "idempotency_key", name="uq_tasks_owner_idempotency"),
+    sa.Index("ix_tasks_owner_seq", "owner_id", "seq"),
+    sa.Index("ix_tasks_due", "status", "next_poll_at"),
+)
+
+# Append-only record of what happened to a task; one row per terminal transition, which is
+# what "exactly once" is checked against, and the seed of the webhook outbox.
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(40), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("task_id", "kind", name="uq_task_events_task_kind"),
+)

@@ -1,0 +1,186 @@
+"""Use-cases on tasks: create, read, list, delete, remix, open content.
+
+The HTTP families call these with canonical requests; this module applies the rules (catalog,
+idempotency, ownership, readiness) and is the only place that inserts task rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalog import Catalog, RawVideoRequest, VideoRequest
+from .domain import COMPLETED, QUEUED, Task, new_task_id
+from .errors import ApiError, invalid, not_found
+from .images import ImagePolicy, load_reference
+from .store.blobs import LocalBlobStore
+from .store.db import Database
+
+DEFAULT_BACKEND = "sandbox"
+
+
+@dataclass(frozen=True)
+class Content:
+    path: Path
+    media_type: str
+    etag: str
+
+
+class TaskService:
+    def __init__(
+        self,
+        db: Database,
+        blobs: LocalBlobStore,
+        catalog: Catalog,
+        *,
+        image_policy: ImagePolicy,
+        deadline_seconds: int,
+        on_created=None,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.catalog = catalog
+        self.image_policy = image_policy
+        self.deadline_seconds = deadline_seconds
+        self._on_created = on_created or (lambda: None)
+
+    async def create(
+        self,
+        owner_id: str,
+        raw: RawVideoRequest,
+        *,
+        family: str,
+        idempotency_key: str | None = None,
+        default_size: str = "1280x720",
+        model_not_found_status: int = 400,
+    ) -> Task:
+        """Validate, store the reference image, insert the task as queued.
+
+        Everything that can reject the request happens before the row is written, so a
+        rejected request leaves nothing behind.
+        """
+        request = self.catalog.normalize(
+            raw, default_size=default_size, model_not_found_status=model_not_found_status
+        )
+        if idempotency_key:
+            earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
+            if earlier is not None:
+                return earlier
+        reference = None
+        if raw.image is not None:
+            reference = await load_reference(raw.image, self.image_policy)
+        return await self._insert(owner_id, request, family, idempotency_key, reference, None)
+
+    async def _insert(
+        self,
+        owner_id: str,
+        request: VideoRequest,
+        family: str,
+        idempotency_key: str | None,
+        reference: bytes | None,
+        remixed_from: str | None,
+    ) -> Task:
+        now = time.time()
+        task = Task(
+            id=new_task_id(),
+            owner_id=owner_id,
+            family=family,
+            model=request.model,
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            seconds=request.seconds,
+            seed=request.seed,
+            status=QUEUED,
+            progress=0,
+            created_at=int(now),
+            status_updated_at=int(now),
+            deadline_at=now + self.deadline_seconds,
+            params={"metadata": request.metadata},
+            idempotency_key=idempotency_key or None,
+            remixed_from=remixed_from,
+            backend=DEFAULT_BACKEND,
+            next_poll_at=now,
+        )
+        if reference is not None:
+            task.reference_key = f"tasks/{task.id}/reference"
+            await self.blobs.put_bytes(task.reference_key, reference)
+        stored, created = await self.db.insert_task(task)
+        if not created and task.reference_key:
+            await self.blobs.delete_prefix(f"tasks/{task.id}")
+        if created:
+            self._on_created()
+        return stored
+
+    async def get(self, owner_id: str, task_id: str) -> Task:
+        task = await self.db.get_task(task_id, owner_id)
+        if task is None:
+            raise not_found()
+        return task
+
+    async def list(
+        self, owner_id: str, *, after: str | None, limit: int, order: str
+    ) -> tuple[list[Task], bool]:
+        if order not in ("asc", "desc"):
+            raise invalid("'order' must be 'asc' or 'desc'.", param="order")
+        if not 1 <= limit <= 100:
+            raise invalid("'limit' must be between 1 and 100.", param="limit")
+        return await self.db.list_tasks(
+            owner_id, after=after or None, limit=limit, descending=order == "desc"
+        )
+
+    async def delete(self, owner_id: str, task_id: str) -> None:
+        """Delete a task; an unfinished one is cancelled by the engine right after."""
+        task = await self.get(owner_id, task_id)
+        if not await self.db.mark_deleted(task.id, owner_id):
+            raise not_found()
+        if task.finished:
+            await self.blobs.delete_prefix(f"tasks/{task.id}")
+        self._on_created()
+
+    async def remix(
+        self, owner_id: str, task_id: str, prompt: object, idempotency_key: str | None = None
+    ) -> Task:
+        source = await self.get(owner_id, task_id)
+        request = self.catalog.normalize(
+            RawVideoRequest(
+                prompt=prompt, model=source.model, size=source.size, seconds=source.seconds,
+                seed=source.seed,
+            )
+        )
+        if source.status != COMPLETED or not source.assets_available(time.time()):
+            raise ApiError(
+                400, "video_not_ready",
+                "Only a completed video whose assets are still available can be remixed.",
+                param="video_id",
+            )
+        if idempotency_key:
+            earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
+            if earlier is not None:
+                return earlier
+        # The remix starts from the source's representative frame.
+        reference = await self.blobs.get_bytes(source.thumbnail_key) if source.thumbnail_key \
+            else None
+        return await self._insert(
+            owner_id, request, source.family, idempotency_key, reference, source.id
+        )
+
+    async def content(self, owner_id: str, task_id: str, variant: str) -> tuple[Task, Path]:
+        if variant not in ("video", "thumbnail", "spritesheet"):
+            raise invalid(
+                "'variant' must be one of video, thumbnail, spritesheet.", param="variant"
+            )
+        task = await self.get(owner_id, task_id)
+        return task, self.asset_path(task, variant)
+
+    def asset_path(self, task: Task, variant: str) -> Path:
+        if task.status != COMPLETED:
+            raise ApiError(
+                400, "video_not_ready",
+                f"Video is not ready yet (status: {task.status}).", param="video_id",
+            )
+        key = task.asset_key(variant)
+        if not task.assets_available(time.time()) or key is None or not self.blobs.exists(key):
+            raise ApiError(410, "video_expired", "The video's assets are no longer available.")
+        return self.blobs.path(key)
