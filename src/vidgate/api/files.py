@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ..domain import VARIANTS
 from ..errors import ApiError
 from ..signing import verify
-from .videos import asset_response
+from .content import asset_response
 
 router = APIRouter()
 
@@ -31,4 +31,4 @@ async def signed_file(
     task = await services.db.get_task(task_id)
     if task is None:
         raise ApiError(404, "task_not_exist", "No video found with that id.")
-    return asset_response(task, variant, services.tasks.asset_path(task, variant))
+    return asset_response(request, variant, services.tasks.asset_path(task, variant))

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from ..catalog import ImageInput, RawVideoRequest
-from ..domain import CONTENT_TYPES, Task
+from ..domain import Task
 from ..errors import invalid
 from .auth import Owner
 from .bodies import Body, read_body
+from .content import asset_response
 from .responses import json_response
 
 router = APIRouter()
@@ -155,16 +156,5 @@ async def remix_video(
 async def download_content(
     video_id: str, request: Request, key: Owner, variant: str = "video"
 ) -> Response:
-    task, path = await request.app.state.services.tasks.content(key.id, video_id, variant)
-    return asset_response(task, variant, path)
-
-
-def asset_response(task: Task, variant: str, path) -> Response:
-    """Stream a stored asset; Starlette's FileResponse does Range/206, ETag and HEAD."""
-    return FileResponse(
-        path,
-        media_type=CONTENT_TYPES[variant],
-        headers={"Cache-Control": "private, max-age=3600"},
-    )
-
-
+    _, path = await request.app.state.services.tasks.content(key.id, video_id, variant)
+    return asset_response(request, variant, path)

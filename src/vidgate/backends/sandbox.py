@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from .. import media
-from ..domain import COMPLETED, FAILED, IN_PROGRESS, INTERNAL_ERROR, INVALID_IMAGE
+from ..domain import COMPLETED, FAILED, IN_PROGRESS, INTERNAL_ERROR, INVALID_IMAGE, QUEUED
 from .base import Job, PollResult, ResultFiles
 
 
@@ -27,6 +28,9 @@ class SandboxBackend:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._renders: dict[str, Future] = {}
+        # Jobs accepted but waiting for a free render slot, oldest first. They report
+        # `queued`, so a client never sees in_progress for a video nobody is rendering.
+        self._waiting: OrderedDict[str, Job] = OrderedDict()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -39,8 +43,17 @@ class SandboxBackend:
         return job.work_dir / "sandbox"
 
     async def submit(self, job: Job) -> str:
-        self._start(job)
+        self._waiting[job.task_id] = job
+        self._admit()
         return job.task_id
+
+    def _running(self) -> int:
+        return sum(1 for f in self._renders.values() if not f.done())
+
+    def _admit(self) -> None:
+        while self._waiting and self._running() < self._workers:
+            _, job = self._waiting.popitem(last=False)
+            self._start(job)
 
     def _start(self, job: Job) -> None:
         req = job.request
@@ -60,12 +73,16 @@ class SandboxBackend:
         )
 
     async def poll(self, job: Job) -> PollResult:
+        self._admit()
+        if job.task_id in self._waiting:
+            return PollResult(QUEUED, 0)
         render = self._renders.get(job.task_id)
         if render is None:
             # The process that started this render is gone (crash, restart): render again.
             # Output is deterministic, so the client cannot tell.
-            self._start(job)
-            return PollResult(IN_PROGRESS, 0)
+            self._waiting[job.task_id] = job
+            self._admit()
+            return PollResult(QUEUED if job.task_id in self._waiting else IN_PROGRESS, 0)
         if not render.done():
             progress = media.read_progress(self._out_dir(job) / "progress")
             return PollResult(IN_PROGRESS, min(progress or 0, 99))
@@ -88,6 +105,7 @@ class SandboxBackend:
         )
 
     async def cancel(self, job: Job) -> None:
+        self._waiting.pop(job.task_id, None)
         render = self._renders.pop(job.task_id, None)
         if render is not None:
             # a render already running finishes in its worker; its files are dropped

@@ -140,11 +140,8 @@ class Engine:
         if task.upstream_id is None:
             upstream_id = await backend.submit(job)
             task.upstream_id = upstream_id
-            await self.db.update_leased(
-                task.id, self.worker_id, upstream_id=upstream_id, status=IN_PROGRESS,
-                status_updated_at=int(time.time()),
-            )
-            task.status = IN_PROGRESS
+            # the status comes from the first poll: an accepted job may still wait upstream
+            await self.db.update_leased(task.id, self.worker_id, upstream_id=upstream_id)
             job = _with_upstream(job, upstream_id)
         while True:
             result = await backend.poll(job)
