@@ -7,8 +7,7 @@ import subprocess
 
 import httpx
 
-from support import (fresh_database_url, free_port, server_env, start_server, vidgate_cmd,
-                     wait_for)
+from support import free_port, fresh_database_url, server_env, start_server, vidgate_cmd, wait_for
 
 
 def run(env, *args, check=True):

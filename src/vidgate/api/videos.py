@@ -7,39 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from ..catalog import ImageInput, RawVideoRequest
+from ..catalog import RawVideoRequest
 from ..domain import Task
-from ..errors import invalid
 from .auth import Owner
 from .bodies import Body, read_body
 from .content import asset_response
+from .images_in import image_from_body
 from .responses import json_response
 
 router = APIRouter()
 FAMILY = "videos"
 DEFAULT_SIZE = "720x1280"  # OpenAI's default for this family
 POLL_AFTER_MS = "1000"
-
-
-def image_from_body(body: Body, *names: str) -> ImageInput | None:
-    """The reference image in any of the spellings clients send, first one found wins."""
-    for name in names:
-        if name in body.files:
-            return ImageInput(data=body.files[name], param=name)
-        value = body.fields.get(name)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if isinstance(value, dict):
-            value = value.get("image_url") or value.get("url")
-            if isinstance(value, dict):  # {"image_url": {"url": ...}}
-                value = value.get("url")
-        if value in (None, ""):
-            continue
-        if not isinstance(value, str):
-            raise invalid(f"'{name}' must be an image URL, a data: URL or a file.", param=name,
-                          code="invalid_image")
-        return ImageInput(url=value, param=name)
-    return None
 
 
 def parse_create(body: Body) -> RawVideoRequest:
