@@ -150,6 +150,7 @@ def start_server(env: dict, key: str | None = None, port: int | None = None) -> 
     port = port or free_port()
     key = key or create_key(env)
     data_dir = Path(env["VIDGATE_DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}-{int(time.time() * 1000)}.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(

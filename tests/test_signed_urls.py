@@ -110,6 +110,16 @@ async def test_retention_passed_nulls_urls_and_content_is_410(app_client):
     # a URL handed out earlier is capped at the retention end, so it no longer works either
     assert (await c.get(_path(old_url))).status_code in (403, 410)
 
+    # the janitor removes the bytes; the task stays readable
+    assert any(video["id"] in str(p) for p in app_client.blob_files())
+    assert await app_client.services.janitor.sweep() == 1
+    assert not any(video["id"] in str(p) for p in app_client.blob_files())
+    assert await app_client.services.janitor.sweep() == 0
+    again = await c.get(f"/v1/videos/{video['id']}", headers=app_client.headers())
+    assert again.status_code == 200 and again.json()["url"] is None
+    r = await c.get(f"/v1/videos/{video['id']}/content", headers=app_client.headers())
+    assert r.status_code == 410
+
 
 async def test_signed_url_on_a_live_server(live_server):
     """The same over real HTTP: URL from one request, fetched by a plain client."""

@@ -16,13 +16,14 @@ PRO_EXTRA_SIZES = ("1792x1024", "1024x1792")
 SECONDS = (4, 5, 8, 10, 12, 15, 16, 20)
 ASPECT_RATIOS = {"16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720"}
 MAX_PROMPT_CHARS = 32000
+P720 = 1280 * 720  # pixels of 720p: the first price tier
 
 
 @dataclass(frozen=True)
 class PriceTier:
-    """Per-second price in micro-USD for sizes whose longer side is at most `max_side`."""
+    """Per-second price in micro-USD for sizes of at most `max_pixels` pixels."""
 
-    max_side: int
+    max_pixels: int
     micro_usd_per_second: int
 
 
@@ -34,9 +35,9 @@ class Model:
     prices: tuple[PriceTier, ...]
 
     def price_per_second(self, width: int, height: int) -> int:
-        side = max(width, height)
+        pixels = width * height
         for tier in self.prices:
-            if side <= tier.max_side:
+            if pixels <= tier.max_pixels:
                 return tier.micro_usd_per_second
         return self.prices[-1].micro_usd_per_second
 
@@ -46,13 +47,14 @@ DEFAULT_MODELS: dict[str, Model] = {
         "sora-2",
         STANDARD_SIZES,
         SECONDS,
-        (PriceTier(1280, 100_000), PriceTier(10**9, 300_000)),
+        (PriceTier(P720, 100_000), PriceTier(10**12, 300_000)),
     ),
     "sora-2-pro": Model(
         "sora-2-pro",
         STANDARD_SIZES + PRO_EXTRA_SIZES,
         SECONDS,
-        (PriceTier(1280, 300_000), PriceTier(1792, 500_000), PriceTier(10**9, 700_000)),
+        (PriceTier(P720, 300_000), PriceTier(1792 * 1024, 500_000),
+         PriceTier(10**12, 700_000)),
     ),
 }
 
@@ -157,9 +159,14 @@ class Catalog:
             seed=_seed(raw.seed),
         )
 
-    def price(self, req: VideoRequest, seconds: int | None = None) -> int:
-        model = self.models[req.model]
-        return model.price_per_second(req.width, req.height) * (seconds or req.seconds)
+    def price(self, req: VideoRequest) -> int:
+        """What the requested length costs, in micro-USD (the hold on a limited key)."""
+        return self.delivered_price(req.model, req.width, req.height, req.seconds)
+
+    def delivered_price(self, model: str, width: int, height: int, seconds: float) -> int:
+        """What a delivered video costs: whole seconds, rounded to nearest, at least one."""
+        billable = max(1, round(seconds))
+        return self.models[model].price_per_second(width, height) * billable
 
 
 def _prompt(value: Any) -> str:

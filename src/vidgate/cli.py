@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 
@@ -76,26 +77,52 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run only the task engine (for deployments with separate API processes)."""
-    from .app import build_services
+    from .app import build_services, running
 
     logging.basicConfig(level=logging.INFO)
     settings = load_settings()
+    settings.run_engine = True
     services, backends = build_services(settings)
-    assert services.engine is not None
 
     async def main() -> None:
         await services.db.migrate()
+        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, services.engine.stop)
-        try:
-            await services.engine.run()
-        finally:
-            for backend in backends.values():
-                await backend.close()
-            await services.db.close()
+            loop.add_signal_handler(sig, stop.set)
+        async with running(services, backends):
+            await stop.wait()
 
     _run(main())
+
+
+@app.command()
+def usage(
+    key: str = typer.Option(None, help="Only this key id."),
+) -> None:
+    """Finished tasks, seconds delivered and cost by key, model and day (JSON lines)."""
+    from .store.accounts import Accounts
+
+    async def read(db: Database):
+        return await Accounts(db).usage(key)
+
+    for row in _run(_with_db(read)):
+        typer.echo(json.dumps(row))
+
+
+@app.command()
+def ledger(
+    key: str = typer.Option(None, help="Only this key id."),
+    limit: int = typer.Option(100, help="Newest rows first."),
+) -> None:
+    """Balance movements (top-ups, holds, refunds), newest first (JSON lines)."""
+    from .store.accounts import Accounts
+
+    async def read(db: Database):
+        return await Accounts(db).ledger(key, limit)
+
+    for row in _run(_with_db(read)):
+        typer.echo(json.dumps(row))
 
 
 @app.command()
@@ -108,15 +135,112 @@ def migrate() -> None:
     typer.echo("database is up to date")
 
 
+def _usd_to_micro(value: float | None) -> int | None:
+    return None if value is None else round(value * 1_000_000)
+
+
+def _models(value: str | None) -> list[str] | None:
+    if value is None or value.strip().lower() == "all":
+        return None
+    return [m.strip() for m in value.split(",") if m.strip()]
+
+
 @keys_app.command("create")
-def keys_create(name: str = typer.Option("", help="A label for the key.")) -> None:
+def keys_create(
+    name: str = typer.Option("", help="A label for the key."),
+    balance_usd: float = typer.Option(None, help="Starting credit; omit for no limit."),
+    rpm: int = typer.Option(None, help="Requests per minute."),
+    max_concurrent: int = typer.Option(None, help="Unfinished tasks at once."),
+    models: str = typer.Option(None, help="Comma-separated allowed models (default: all)."),
+    webhook_url: str = typer.Option(None, help="Where video.completed/failed events go."),
+) -> None:
     """Create an API key; the key itself is printed alone on the last line."""
+    settings = {
+        "balance_micro": _usd_to_micro(balance_usd), "rpm_limit": rpm,
+        "max_concurrent": max_concurrent, "allowed_models": _models(models),
+        "webhook_url": webhook_url,
+    }
+
     async def create(db: Database):
-        return await db.create_key(name)
+        return await db.create_key(name, **{k: v for k, v in settings.items()
+                                            if v is not None})
 
     key, secret = _run(_with_db(create))
     typer.echo(f"created {key.id} {key.name}".rstrip())
+    if key.webhook_secret:
+        typer.echo(f"webhook secret: {key.webhook_secret}")
     typer.echo(secret)
+
+
+@keys_app.command("show")
+def keys_show(key_id: str) -> None:
+    """Show a key's settings and balance as JSON."""
+    from .store.accounts import Accounts, key_view
+
+    async def show(db: Database):
+        return await Accounts(db).get(key_id)
+
+    key = _run(_with_db(show))
+    if key is None:
+        typer.echo("no such key", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(key_view(key), indent=2))
+
+
+@keys_app.command("set")
+def keys_set(
+    key_id: str,
+    rpm: int = typer.Option(None, help="Requests per minute (0 removes the limit)."),
+    max_concurrent: int = typer.Option(None, help="Unfinished tasks (0 removes the limit)."),
+    models: str = typer.Option(None, help="Comma-separated allowed models, or 'all'."),
+    webhook_url: str = typer.Option(None, help="Webhook endpoint, or 'none' to remove it."),
+    rotate_webhook_secret: bool = typer.Option(False, help="Issue a new webhook secret."),
+) -> None:
+    """Change a key's limits, allowed models or webhook."""
+    from .store.accounts import Accounts, key_view
+
+    changes: dict = {}
+    if rpm is not None:
+        changes["rpm_limit"] = rpm or None
+    if max_concurrent is not None:
+        changes["max_concurrent"] = max_concurrent or None
+    if models is not None:
+        changes["allowed_models"] = _models(models)
+    if webhook_url is not None:
+        changes["webhook_url"] = None if webhook_url.lower() == "none" else webhook_url
+
+    async def update(db: Database):
+        return await Accounts(db).update(key_id, changes, rotate_webhook_secret)
+
+    key = _run(_with_db(update))
+    if key is None:
+        typer.echo("no such key", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(key_view(key), indent=2))
+
+
+@keys_app.command("topup")
+def keys_topup(
+    key_id: str,
+    amount_usd: float = typer.Argument(..., help="Credit to add (negative to remove)."),
+    note: str = typer.Option(None, help="Recorded in the ledger."),
+) -> None:
+    """Add credit to a key (its first top-up turns a no-limit key into a prepaid one)."""
+    from .store.accounts import Accounts
+    from .store.ledger import InsufficientBalance
+
+    async def top_up(db: Database):
+        return await Accounts(db).top_up(key_id, _usd_to_micro(amount_usd), note)
+
+    try:
+        balance = _run(_with_db(top_up))
+    except InsufficientBalance:
+        typer.echo("the balance cannot go below zero", err=True)
+        raise typer.Exit(1) from None
+    if balance is None:
+        typer.echo("no such key", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"balance {balance / 1e6:.6f} USD")
 
 
 @keys_app.command("list")

@@ -68,6 +68,8 @@ class Task:
     attempts: int = 0
     cancel_requested: bool = False
     deleted_at: int | None = None
+    hold_micro: int = 0
+    cost_micro: int | None = None
     seq: int | None = None
 
     @property

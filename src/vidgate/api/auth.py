@@ -20,6 +20,7 @@ async def require_key(request: Request) -> ApiKey:
         raise ApiError(401, "unauthorized", "Incorrect API key provided.")
     if key.revoked_at is not None:
         raise ApiError(401, "unauthorized", "This API key has been revoked.")
+    await request.app.state.services.limiter.check(key.id, key.rpm_limit)
     return key
 
 

@@ -15,6 +15,13 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    # accounts (migration 0002): a null balance means no limit, as self-hosters want
+    sa.Column("balance_micro", sa.BigInteger, nullable=True),
+    sa.Column("rpm_limit", sa.Integer, nullable=True),
+    sa.Column("max_concurrent", sa.Integer, nullable=True),
+    sa.Column("allowed_models", sa.JSON, nullable=True),
+    sa.Column("webhook_url", sa.Text, nullable=True),
+    sa.Column("webhook_secret", sa.String(128), nullable=True),
 )
 
 tasks = sa.Table(
@@ -59,6 +66,8 @@ tasks = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Column("hold_micro", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_micro", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("owner_id", "idempotency_key", name="uq_tasks_owner_idempotency"),
     sa.Index("ix_tasks_owner_seq", "owner_id", "seq"),
     sa.Index("ix_tasks_due", "status", "next_poll_at"),
@@ -74,4 +83,40 @@ task_events = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("task_id", "kind", name="uq_task_events_task_kind"),
+)
+
+# Every movement of a key's balance. The balance column equals the sum of these rows; the
+# unique (task_id, kind) makes each task's hold and settlement happen at most once.
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key_id", sa.String(40), nullable=False, index=True),
+    sa.Column("task_id", sa.String(40), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # topup | hold | refund
+    sa.Column("amount_micro", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.UniqueConstraint("task_id", "kind", name="uq_ledger_task_kind"),
+)
+
+# Durable webhook outbox: written in the same transaction as the terminal transition.
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # evt_..., also the webhook-id header
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("task_id", sa.String(40), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("delivered_at", sa.BigInteger, nullable=True),
+    sa.Column("gave_up_at", sa.BigInteger, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("task_id", "type", name="uq_webhook_task_type"),
+    sa.Index("ix_webhook_due", "delivered_at", "next_attempt_at"),
 )

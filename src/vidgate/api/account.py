@@ -1,0 +1,34 @@
+"""A key's own view of its account: balance, limits and usage (`/v1/account`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from .auth import Owner
+from .responses import json_response
+
+router = APIRouter()
+
+
+@router.get("/v1/account")
+async def account(request: Request, key: Owner) -> Response:
+    return json_response({
+        "object": "account",
+        "key_id": key.id,
+        "name": key.name,
+        "unlimited": key.unlimited,
+        "balance_micro": key.balance_micro,
+        "balance_usd": None if key.unlimited else key.balance_micro / 1e6,
+        "rpm_limit": key.rpm_limit,
+        "max_concurrent": key.max_concurrent,
+        "allowed_models": key.allowed_models,
+        "webhook_url": key.webhook_url,
+    })
+
+
+@router.get("/v1/account/usage")
+async def account_usage(request: Request, key: Owner, since: int | None = None,
+                        until: int | None = None) -> Response:
+    rows = await request.app.state.services.accounts.usage(key.id, since, until)
+    return json_response({"object": "list", "data": rows})

@@ -1,0 +1,132 @@
+"""Money and notifications, written inside the same transactions as task changes.
+
+A key's `balance_micro` always equals the sum of its ledger rows: every change to one is made
+together with the other. Holds are taken when a task is inserted; the settlement (refund of
+what was not delivered, or of everything on failure) is written in the transaction that
+moves the task to its terminal state, so it happens exactly once however many finalizers race.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .schema import api_keys, ledger, tasks, webhook_outbox
+
+TOPUP = "topup"
+HOLD = "hold"
+REFUND = "refund"
+
+
+class InsufficientBalance(Exception):
+    pass
+
+
+async def take_hold(conn: AsyncConnection, key_id: str, task_id: str, amount: int) -> bool:
+    """Reserve `amount` from a limited key; False when the balance is short.
+
+    Always touches the key row, which also serialises concurrent creates of one key (so the
+    concurrency limit checked after it cannot be raced). Returns True for unlimited keys.
+    """
+    result = await conn.execute(
+        api_keys.update()
+        .where(
+            api_keys.c.id == key_id,
+            sa.or_(api_keys.c.balance_micro.is_(None), api_keys.c.balance_micro >= amount),
+        )
+        .values(balance_micro=api_keys.c.balance_micro - amount)  # NULL stays NULL
+        .returning(api_keys.c.balance_micro)
+    )
+    row = result.first()
+    if row is None:
+        return False
+    if row[0] is not None and amount > 0:
+        await _ledger_row(conn, key_id, task_id, HOLD, -amount)
+    return True
+
+
+async def settle(conn: AsyncConnection, task_id: str, charge: int) -> int:
+    """Keep `charge` (at most the hold) of a task's hold and return the rest to its key.
+
+    Returns the cost recorded on the task. Call only inside the terminal transition.
+    """
+    row = (
+        await conn.execute(
+            sa.select(tasks.c.owner_id, tasks.c.hold_micro).where(tasks.c.id == task_id)
+        )
+    ).first()
+    if row is None:
+        return 0
+    owner_id, hold = row
+    key = (
+        await conn.execute(
+            sa.select(api_keys.c.balance_micro).where(api_keys.c.id == owner_id)
+        )
+    ).first()
+    limited = key is not None and key[0] is not None
+    cost = max(0, charge if not limited else min(charge, hold))
+    refund = hold - cost if limited else 0
+    if refund > 0:
+        await conn.execute(
+            api_keys.update()
+            .where(api_keys.c.id == owner_id)
+            .values(balance_micro=api_keys.c.balance_micro + refund)
+        )
+        await _ledger_row(conn, owner_id, task_id, REFUND, refund)
+    await conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=cost))
+    return cost
+
+
+async def top_up(conn: AsyncConnection, key_id: str, amount: int, note: str | None) -> int | None:
+    """Add to a limited key's balance (a first top-up turns an unlimited key into a limited
+    one); returns the new balance, or None for an unknown key."""
+    current = (
+        await conn.execute(sa.select(api_keys.c.balance_micro).where(api_keys.c.id == key_id))
+    ).first()
+    if current is None:
+        return None
+    new_balance = (current[0] or 0) + amount
+    if new_balance < 0:
+        raise InsufficientBalance(f"balance would become {new_balance}")
+    await conn.execute(
+        api_keys.update().where(api_keys.c.id == key_id).values(balance_micro=new_balance)
+    )
+    await _ledger_row(conn, key_id, None, TOPUP, amount, note)
+    return new_balance
+
+
+async def enqueue_webhook(conn: AsyncConnection, task_id: str, event_type: str) -> None:
+    """Queue an OpenAI-shaped event for the task owner's webhook, if it has one."""
+    row = (
+        await conn.execute(
+            sa.select(api_keys.c.id, api_keys.c.webhook_url)
+            .select_from(api_keys.join(tasks, tasks.c.owner_id == api_keys.c.id))
+            .where(tasks.c.id == task_id)
+        )
+    ).first()
+    if row is None or not row[1]:
+        return
+    now = int(time.time())
+    event_id = "evt_" + secrets.token_hex(16)
+    payload = {"id": event_id, "object": "event", "created_at": now, "type": event_type,
+               "data": {"id": task_id}}
+    await conn.execute(
+        webhook_outbox.insert().values(
+            id=event_id, key_id=row[0], task_id=task_id, type=event_type, url=row[1],
+            payload=orjson.dumps(payload).decode(), created_at=now, next_attempt_at=time.time(),
+        )
+    )
+
+
+async def _ledger_row(conn: AsyncConnection, key_id: str, task_id: str | None, kind: str,
+                      amount: int, note: str | None = None) -> None:
+    await conn.execute(
+        ledger.insert().values(
+            key_id=key_id, task_id=task_id, kind=kind, amount_micro=amount,
+            created_at=int(time.time()), note=note,
+        )
+    )

@@ -1,0 +1,184 @@
+"""Property test of the money rules, on the real store (SQLite or PostgreSQL).
+
+Random sequences of create / complete with other seconds / fail / cancel / delete / top-up:
+the balance always equals the sum of the ledger, never goes below zero, a failed task costs
+nothing, and a completed one costs at most its hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from support import fresh_database_url
+from vidgate.catalog import Catalog, RawVideoRequest
+from vidgate.domain import COMPLETED, FAILED, QUEUED, Task, new_task_id
+from vidgate.store.accounts import Accounts
+from vidgate.store.db import ConcurrencyLimitReached, Database
+from vidgate.store.ledger import InsufficientBalance
+from vidgate.store.schema import tasks
+
+CATALOG = Catalog()
+SIZES = ["720x720", "1280x720", "1920x1080", "1792x1024"]
+
+
+@pytest.fixture(scope="module")
+def loop_and_db(tmp_path_factory):
+    url, cleanup = fresh_database_url(tmp_path_factory.mktemp("prop"))
+    loop = asyncio.new_event_loop()
+    db = Database(url)
+    loop.run_until_complete(db.migrate())
+    yield loop, db
+    loop.run_until_complete(db.close())
+    loop.close()
+    cleanup()
+
+
+def make_machine(loop, db):
+    accounts = Accounts(db)
+
+    class Billing(RuleBasedStateMachine):
+        @initialize(start=st.integers(0, 5_000_000))
+        def start(self, start):
+            self.key, _ = run(db.create_key("prop", balance_micro=start))
+            self.open: list[str] = []
+            self.finished: dict[str, str] = {}
+
+        @rule(model=st.sampled_from(["sora-2", "sora-2-pro"]), size=st.sampled_from(SIZES),
+              seconds=st.sampled_from([4, 8, 12, 20]))
+        def create(self, model, size, seconds):
+            if model == "sora-2" and size == "1792x1024":
+                size = "1280x720"
+            req = CATALOG.normalize(RawVideoRequest(prompt="p", model=model, size=size,
+                                                    seconds=seconds))
+            now = time.time()
+            task = Task(id=new_task_id(), owner_id=self.key.id, family="videos",
+                        model=req.model, prompt=req.prompt, width=req.width,
+                        height=req.height, seconds=req.seconds, seed=0, status=QUEUED,
+                        progress=0, created_at=int(now), status_updated_at=int(now),
+                        deadline_at=now + 3600, backend="sandbox", next_poll_at=now,
+                        hold_micro=CATALOG.price(req))
+            before = balance(self.key.id)
+            try:
+                run(db.insert_task(task))
+            except InsufficientBalance:
+                assert before < task.hold_micro
+                assert run(db.get_task(task.id)) is None
+                return
+            except ConcurrencyLimitReached:  # not configured here
+                raise
+            self.open.append(task.id)
+
+        @rule(data=st.data(), delivered=st.floats(0.5, 30))
+        def complete(self, data, delivered):
+            task_id = self._pick(data)
+            if task_id is None:
+                return
+            task = run(db.get_task(task_id))
+            charge = CATALOG.delivered_price(task.model, task.width, task.height, delivered)
+            if self._finish(task_id, COMPLETED, charge, delivered_seconds=delivered):
+                got = run(db.get_task(task_id))
+                assert got.cost_micro == min(charge, task.hold_micro)
+
+        @rule(data=st.data())
+        def fail(self, data):
+            task_id = self._pick(data)
+            if task_id is not None:
+                self._finish(task_id, FAILED, 999_999_999, error_code="upstream_error")
+
+        @rule(data=st.data(), delete=st.booleans())
+        def cancel(self, data, delete):
+            task_id = self._pick(data)
+            if task_id is None:
+                return
+            if delete:
+                run(db.mark_deleted(task_id, self.key.id))
+            self._finish(task_id, FAILED, 0, error_code="cancelled")
+
+        @rule(amount=st.integers(-3_000_000, 3_000_000))
+        def top_up(self, amount):
+            before = balance(self.key.id)
+            try:
+                after = run(accounts.top_up(self.key.id, amount, "prop"))
+            except InsufficientBalance:
+                assert before + amount < 0
+                return
+            assert after == before + amount
+
+        @rule(data=st.data())
+        def finish_twice(self, data):
+            """A second finalizer of an already finished task changes nothing."""
+            if not self.finished:
+                return
+            task_id = data.draw(st.sampled_from(sorted(self.finished)))
+            before = balance(self.key.id)
+            assert not run(db.finish_leased(task_id, "w2", COMPLETED, charge_micro=1,
+                                            status=COMPLETED))
+            assert balance(self.key.id) == before
+
+        def _pick(self, data):
+            if not self.open:
+                return None
+            return self.open.pop(data.draw(st.integers(0, len(self.open) - 1)))
+
+        def _finish(self, task_id, status, charge, **values):
+            now = time.time()
+            claimed = run(db.claim_due("w1", now + 10, now + 60, 1000))
+            assert task_id in {t.id for t in claimed}
+            won = run(db.finish_leased(task_id, "w1", status, charge_micro=charge,
+                                       status=status, completed_at=int(now), **values))
+            assert won
+            for t in claimed:  # release the others untouched
+                if t.id != task_id:
+                    run(db.update_leased(t.id, "w1", lease_owner=None, lease_until=None))
+            self.finished[task_id] = status
+            return won
+
+        @invariant()
+        def balance_is_ledger_sum_and_never_negative(self):
+            if not hasattr(self, "key"):
+                return
+            b = balance(self.key.id)
+            assert b == run(accounts.ledger_sum(self.key.id))
+            assert b >= 0
+
+        @invariant()
+        def failed_tasks_cost_nothing(self):
+            if not getattr(self, "finished", None):
+                return
+            for task_id, status in self.finished.items():
+                cost = cost_of(task_id)
+                if status == FAILED:
+                    assert cost == 0
+                else:
+                    assert cost is not None and cost >= 0
+
+    def run(coro):
+        return loop.run_until_complete(coro)
+
+    def balance(key_id):
+        return run(accounts.get(key_id)).balance_micro
+
+    def cost_of(task_id):
+        async def read():
+            async with db.engine.connect() as conn:
+                return (await conn.execute(sa.select(tasks.c.cost_micro)
+                                           .where(tasks.c.id == task_id))).scalar()
+        return run(read())
+
+    return Billing
+
+
+def test_money_rules_hold_for_any_sequence(loop_and_db):
+    loop, db = loop_and_db
+    machine = make_machine(loop, db)
+    machine.TestCase.settings = settings(
+        max_examples=25, stateful_step_count=25, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    machine.TestCase().runTest()
