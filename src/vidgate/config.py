@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .channels import ChannelConfig, ConfigError, load_channels
 
 
 def _env_int(name: str, default: int) -> int:
@@ -28,6 +31,28 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be 1/true or 0/false, got {raw!r}")
+
+
+def _env_networks(name: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs, checked at start-up so a typo fails loudly, not per request."""
+    nets = tuple(n.strip() for n in (os.environ.get(name) or "").split(",") if n.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise SystemExit(f"{name}: {net!r} is not an IP network ({exc})") from exc
+    return nets
+
+
 @dataclass
 class Settings:
     data_dir: Path
@@ -43,7 +68,17 @@ class Settings:
     sandbox_fps: int = 24
     task_deadline_seconds: int = 2 * 3600
     max_upload_bytes: int = 20 * 1024 * 1024
+    image_allow_private: bool = False
+    image_allowed_networks: tuple[str, ...] = ()
+    image_fetch_timeout: float = 10.0
     run_engine: bool = True
+    redis_url: str | None = None           # rate-limit counters shared by many API processes
+    admin_token: str | None = None         # guards /admin; unset disables the admin API
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 12
+    webhook_backoff_seconds: float = 5.0   # first retry delay; doubles up to an hour
+    # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
+    channels: list[ChannelConfig] | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -94,5 +129,22 @@ def load_settings() -> Settings:
         sandbox_fps=_env_int("VIDGATE_SANDBOX_FPS", 24),
         task_deadline_seconds=_env_int("VIDGATE_TASK_DEADLINE_SECONDS", 2 * 3600),
         max_upload_bytes=_env_int("VIDGATE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        image_allow_private=_env_bool("VIDGATE_IMAGE_ALLOW_PRIVATE", False),
+        image_allowed_networks=_env_networks("VIDGATE_IMAGE_ALLOWED_NETWORKS"),
+        image_fetch_timeout=_env_float("VIDGATE_IMAGE_FETCH_TIMEOUT", 10.0),
         run_engine=role == "all",
+        channels=_channels(Path(config) if config else None),
+        redis_url=os.environ.get("VIDGATE_REDIS_URL") or None,
+        admin_token=os.environ.get("VIDGATE_ADMIN_TOKEN") or None,
+        webhook_timeout=_env_float("VIDGATE_WEBHOOK_TIMEOUT", 10.0),
+        webhook_max_attempts=_env_int("VIDGATE_WEBHOOK_MAX_ATTEMPTS", 12),
+        webhook_backoff_seconds=_env_float("VIDGATE_WEBHOOK_BACKOFF_SECONDS", 5.0),
     )
+
+
+def _channels(path: Path | None) -> list[ChannelConfig]:
+    """Read vidgate.yaml now, so a bad file stops start-up instead of a task later."""
+    try:
+        return load_channels(path)
+    except ConfigError as exc:
+        raise SystemExit(f"invalid configuration: {exc}") from exc

@@ -7,6 +7,7 @@ idempotency, ownership, readiness) and is the only place that inserts task rows.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,8 @@ from .domain import COMPLETED, QUEUED, Task, new_task_id
 from .errors import ApiError, invalid, not_found
 from .images import ImagePolicy, load_reference
 from .store.blobs import LocalBlobStore
-from .store.db import Database
-
-DEFAULT_BACKEND = "sandbox"
+from .store.db import ApiKey, ConcurrencyLimitReached, Database
+from .store.ledger import InsufficientBalance
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class TaskService:
         image_policy: ImagePolicy,
         deadline_seconds: int,
         on_created=None,
+        can_route: Callable[[VideoRequest], bool] | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -44,6 +45,9 @@ class TaskService:
         self.image_policy = image_policy
         self.deadline_seconds = deadline_seconds
         self._on_created = on_created or (lambda: None)
+        # Whether some configured channel could ever serve a request (the router's answer);
+        # asked before a row is written, so an unservable request leaves nothing behind.
+        self._can_route = can_route or (lambda _request: True)
 
     async def create(
         self,
@@ -67,6 +71,7 @@ class TaskService:
             earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
+        self._check_route(request)
         reference = None
         if raw.image is not None:
             reference = await load_reference(raw.image, self.image_policy)
@@ -80,7 +85,15 @@ class TaskService:
         idempotency_key: str | None,
         reference: bytes | None,
         remixed_from: str | None,
+        remix_of: dict | None = None,
     ) -> Task:
+        account = await self.db.get_key(owner_id)
+        if account is None:  # revoked or removed between auth and here
+            raise ApiError(401, "unauthorized", "Incorrect API key provided.")
+        if account.allowed_models is not None and request.model not in account.allowed_models:
+            raise ApiError(403, "forbidden",
+                           f"This API key is not allowed to use the model '{request.model}'.",
+                           param="model")
         now = time.time()
         task = Task(
             id=new_task_id(),
@@ -97,16 +110,26 @@ class TaskService:
             created_at=int(now),
             status_updated_at=int(now),
             deadline_at=now + self.deadline_seconds,
-            params={"metadata": request.metadata},
+            params={"metadata": request.metadata,
+                    **({"remix_of": remix_of} if remix_of else {})},
             idempotency_key=idempotency_key or None,
             remixed_from=remixed_from,
-            backend=DEFAULT_BACKEND,
+            backend=None,  # the engine binds the task to a channel when one accepts it
             next_poll_at=now,
+            # limited keys pay up front for the requested length; settled on delivery
+            hold_micro=0 if account.unlimited else self.catalog.price(request),
         )
         if reference is not None:
             task.reference_key = f"tasks/{task.id}/reference"
             await self.blobs.put_bytes(task.reference_key, reference)
-        stored, created = await self.db.insert_task(task)
+        try:
+            stored, created = await self.db.insert_task(
+                task, max_concurrent=account.max_concurrent
+            )
+        except (InsufficientBalance, ConcurrencyLimitReached) as exc:
+            if task.reference_key:
+                await self.blobs.delete_prefix(f"tasks/{task.id}")
+            raise _account_error(exc, task.hold_micro, account) from exc
         if not created and task.reference_key:
             await self.blobs.delete_prefix(f"tasks/{task.id}")
         if created:
@@ -159,12 +182,26 @@ class TaskService:
             earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
-        # The remix starts from the source's representative frame.
+        self._check_route(request)
+        # The remix starts from the source's representative frame (backends that cannot
+        # remix by id use it); `remix_of` lets the source's channel remix its own video.
+        remix_of = ({"channel": source.backend, "upstream_id": source.upstream_id}
+                    if source.backend and source.upstream_id else None)
         reference = await self.blobs.get_bytes(source.thumbnail_key) if source.thumbnail_key \
             else None
         return await self._insert(
-            owner_id, request, source.family, idempotency_key, reference, source.id
+            owner_id, request, source.family, idempotency_key, reference, source.id,
+            remix_of=remix_of,
         )
+
+    def _check_route(self, request: VideoRequest) -> None:
+        if not self._can_route(request):
+            raise ApiError(
+                400, "no_available_channel",
+                f"No channel is configured to serve {request.model} at {request.size} for "
+                f"{request.seconds} seconds.",
+                param="model",
+            )
 
     async def content(self, owner_id: str, task_id: str, variant: str) -> tuple[Task, Path]:
         if variant not in ("video", "thumbnail", "spritesheet"):
@@ -184,3 +221,19 @@ class TaskService:
         if not task.assets_available(time.time()) or key is None or not self.blobs.exists(key):
             raise ApiError(410, "video_expired", "The video's assets are no longer available.")
         return self.blobs.path(key)
+
+
+def _account_error(exc: Exception, price: int, account: ApiKey) -> ApiError:
+    if isinstance(exc, InsufficientBalance):
+        return ApiError(
+            402, "insufficient_quota",
+            f"This request costs {price / 1e6:.2f} USD but the key's balance is "
+            f"{(account.balance_micro or 0) / 1e6:.2f} USD.",
+            type="insufficient_quota",
+        )
+    return ApiError(
+        429, "rate_limited",
+        f"This API key already has {account.max_concurrent} unfinished tasks; wait for one "
+        "to finish.",
+        headers={"Retry-After": "5"},
+    )

@@ -1,7 +1,16 @@
-"""The small interface every upstream kind implements.
+"""The small interface every upstream kind implements, and the errors it may raise.
 
 Backends know nothing of the database: the engine hands them a `Job`, they answer with a
-`PollResult` or files on disk.
+`PollResult` or files on disk. What a backend raises tells the engine what to do next, so the
+three error types below are the whole contract between them:
+
+- `SubmitRefused`: the upstream did not take the job (connection error, 5xx, 429, bad key).
+  Nothing exists upstream, so the engine may try the next channel.
+- `TransientError`: something went wrong while polling or downloading an accepted job.
+  The job still exists; the engine retries later on the same channel and never fails the task
+  for it (only the deadline can).
+- `UpstreamFailed`: the upstream said, explicitly, that this job failed or is refused
+  (content policy, invalid request). The task fails with `code`.
 """
 
 from __future__ import annotations
@@ -11,8 +20,40 @@ from pathlib import Path
 from typing import Protocol
 
 from ..catalog import VideoRequest
+from ..domain import UPSTREAM_ERROR
 
 UNKNOWN = "unknown"  # an upstream answer we could not map: keep polling
+
+
+class BackendError(Exception):
+    """Base of the errors a backend raises on purpose; `retry_after` is the upstream's hint."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class SubmitRefused(BackendError):
+    """Refused before acceptance: no upstream job exists, so another channel may be tried."""
+
+
+class TransientError(BackendError):
+    """A failed poll or download of an accepted job: retry later, never fail the task."""
+
+
+class ResultUnavailable(TransientError):
+    """The result could not be downloaded in a way that may be permanent (403/404/410, not a
+    video). Retried a few times, since URLs flap and a fresh poll may give a fresh URL, then
+    the task fails with `upstream_error`."""
+
+
+class UpstreamFailed(BackendError):
+    """The upstream explicitly failed or refused the job; the task fails with `code`."""
+
+    def __init__(self, message: str, *, code: str = UPSTREAM_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -22,6 +63,9 @@ class Job:
     work_dir: Path                      # scratch folder owned by this task
     reference: bytes | None = None      # reference image bytes, already validated
     upstream_id: str | None = None
+    remix_of: str | None = None         # upstream id of the source video, on this channel
+    result_url: str | None = None       # where the last poll said the video is
+    thumbnail_url: str | None = None    # the upstream's own thumbnail, if it gave one
 
 
 @dataclass(frozen=True)
@@ -31,6 +75,8 @@ class PollResult:
     error_code: str | None = None
     error_message: str | None = None
     retry_after: float | None = None
+    result_url: str | None = None
+    thumbnail_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +92,8 @@ class Backend(Protocol):
     # for the whole run instead of releasing it between polls.
     sticky: bool
     poll_interval: float
+    # True when the backend can remix an upstream video by id (`Job.remix_of`).
+    supports_remix: bool
 
     async def submit(self, job: Job) -> str: ...
 

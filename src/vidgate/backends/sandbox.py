@@ -21,6 +21,7 @@ from .base import Job, PollResult, ResultFiles
 class SandboxBackend:
     name = "sandbox"
     sticky = True
+    supports_remix = False  # a remix renders anew from the source's thumbnail
 
     def __init__(self, workers: int = 1, fps: int = 24, poll_interval: float = 0.25) -> None:
         self.fps = fps

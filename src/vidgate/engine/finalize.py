@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
 
 from .. import media
-from ..backends.base import Backend, Job
+from ..backends.base import Backend, Job, ResultFiles, ResultUnavailable
 from ..domain import COMPLETED, Task
 from ..store.blobs import LocalBlobStore
 from ..store.db import Database
@@ -15,11 +19,21 @@ from ..store.db import Database
 log = logging.getLogger("vidgate.finalize")
 
 
+# (task, delivered seconds) -> price in micro-USD; the catalog's rule, handed in by the app
+Pricing = Callable[[Task, float], int]
+
+
+def free(_task: Task, _seconds: float) -> int:
+    return 0
+
+
 class Finalizer:
-    def __init__(self, db: Database, blobs: LocalBlobStore, retention_seconds: int) -> None:
+    def __init__(self, db: Database, blobs: LocalBlobStore, retention_seconds: int,
+                 pricing: Pricing = free) -> None:
         self.db = db
         self.blobs = blobs
         self.retention = retention_seconds
+        self.pricing = pricing
 
     async def complete(self, task: Task, backend: Backend, job: Job, worker: str) -> bool:
         """Store the result and mark the task completed; False if another worker won.
@@ -28,12 +42,11 @@ class Finalizer:
         own copy without touching the winner's.
         """
         files = await backend.fetch(job)
-        if files.thumbnail is None or files.spritesheet is None or not files.thumbnail.exists():
-            thumb = job.work_dir / media.THUMBNAIL_NAME
-            sprite = job.work_dir / media.SPRITESHEET_NAME
-            await asyncio.to_thread(media.make_previews, files.video, thumb, sprite)
-            files = type(files)(files.video, thumb, sprite)
-        info = await asyncio.to_thread(media.probe, files.video)
+        try:
+            info = await asyncio.to_thread(media.probe, files.video)
+        except ValueError as exc:  # an error page or a truncated file, not a video
+            raise ResultUnavailable(f"the result is not a readable video ({exc})") from exc
+        files = await asyncio.to_thread(_with_previews, files, job.work_dir)
 
         prefix = f"tasks/{task.id}/{worker}-{task.attempts}"
         keys = {
@@ -47,7 +60,7 @@ class Finalizer:
 
         now = int(time.time())
         won = await self.db.finish_leased(
-            task.id, worker, COMPLETED,
+            task.id, worker, COMPLETED, charge_micro=self.pricing(task, info.duration),
             status=COMPLETED, progress=100, completed_at=now, status_updated_at=now,
             delivered_seconds=round(info.duration, 3), delivered_width=info.width,
             delivered_height=info.height, video_bytes=size,
@@ -58,3 +71,33 @@ class Finalizer:
             log.warning("task %s was finished elsewhere; dropping this copy", task.id)
             await self.blobs.delete_prefix(prefix)
         return won
+
+
+def _with_previews(files: ResultFiles, work_dir: Path) -> ResultFiles:
+    """Keep the upstream's previews when they are real images (converted to the formats we
+    serve: WebP thumbnail, JPEG spritesheet); make whatever is missing from the video."""
+    thumb = _as_format(files.thumbnail, "WEBP", work_dir / media.THUMBNAIL_NAME)
+    sprite = _as_format(files.spritesheet, "JPEG", work_dir / media.SPRITESHEET_NAME)
+    if thumb is None or sprite is None:
+        made = work_dir / "previews"
+        made.mkdir(parents=True, exist_ok=True)
+        media.make_previews(files.video, made / media.THUMBNAIL_NAME,
+                            made / media.SPRITESHEET_NAME)
+        thumb = thumb or made / media.THUMBNAIL_NAME
+        sprite = sprite or made / media.SPRITESHEET_NAME
+    return ResultFiles(files.video, thumb, sprite)
+
+
+def _as_format(path: Path | None, fmt: str, dest: Path) -> Path | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        with Image.open(path) as img:
+            if img.format == fmt:
+                return path
+            img.load()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            img.convert("RGB").save(dest, format=fmt, quality=80)
+            return dest
+    except Exception:  # not an image (or a hostile one): we make our own instead
+        return None

@@ -1,22 +1,36 @@
-"""The engine: claims due tasks from the database, drives them through their backend.
+"""The engine: claims due tasks from the database, drives them through their channel.
 
 It is the only writer of task progress. Every task has its own `next_poll_at`; the engine
-claims due tasks under a lease, so any number of engine processes can share one database,
-and a task whose worker died is picked up again once its lease runs out.
+claims due tasks in batches under a lease, so any number of engine processes can share one
+database, and a task whose worker died is picked up again once its lease runs out.
+
+One claim is one step: submit (with fail-over across channels), or one poll, or the final
+download. A step for an HTTP channel ends by releasing the lease with the task's next poll
+time, so thousands of tasks in flight cost rows in the database, not sleeping coroutines.
+Only sticky backends (the in-process sandbox) keep their lease and poll in a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import random
 import secrets
 import shutil
 import time
 from pathlib import Path
 
-from ..backends.base import UNKNOWN, Backend, Job, PollResult
+from ..backends.base import (
+    UNKNOWN,
+    Backend,
+    Job,
+    PollResult,
+    ResultUnavailable,
+    SubmitRefused,
+    TransientError,
+    UpstreamFailed,
+)
 from ..catalog import VideoRequest
 from ..domain import (
     CANCELLED,
@@ -26,13 +40,19 @@ from ..domain import (
     INTERNAL_ERROR,
     QUEUED,
     TIMEOUT,
+    UPSTREAM_ERROR,
     Task,
 )
 from ..store.blobs import LocalBlobStore
 from ..store.db import Database
-from .finalize import Finalizer
+from . import pacing
+from .finalize import Finalizer, Pricing, free
+from .router import Channel, Router
 
 log = logging.getLogger("vidgate.engine")
+
+# Bounds for retrying a step that crashed (a bug, a DB hiccup): not a channel's business.
+ERROR_RETRY = (1.0, 30.0)
 
 
 class Engine:
@@ -44,22 +64,30 @@ class Engine:
         *,
         work_dir: Path,
         retention_seconds: int,
+        router: Router | None = None,
         lease_seconds: float = 30.0,
         tick_seconds: float = 0.25,
         max_active: int = 256,
+        pricing: Pricing = free,
+        fetch_retries: int = 3,
+        in_flight_refresh_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.backends = backends
+        self.router = router or Router.serving_everything(backends)
         self.work_dir = work_dir
         self.lease_seconds = lease_seconds
         self.tick = tick_seconds
         self.max_active = max_active
+        self.fetch_retries = fetch_retries
+        self.in_flight_refresh = in_flight_refresh_seconds
         self.worker_id = "w_" + secrets.token_hex(6)
-        self.finalizer = Finalizer(db, blobs, retention_seconds)
+        self.finalizer = Finalizer(db, blobs, retention_seconds, pricing)
         self._active: dict[str, asyncio.Task] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._counted_at = 0.0
 
     def wake(self) -> None:
         """Called after a create so a new task starts without waiting for the next tick."""
@@ -87,12 +115,30 @@ class Engine:
         self._wake.set()
 
     async def _claim_and_start(self) -> None:
+        """Claim a batch: tasks already bound to a channel first (polls, downloads, cancels,
+        deadlines), then as many new tasks as the channels have room for, so a full channel
+        does not make the engine churn through queued rows it cannot place."""
         room = self.max_active - len(self._active)
         if room <= 0:
             return
         now = time.time()
-        claimed = await self.db.claim_due(self.worker_id, now, now + self.lease_seconds, room)
+        if now - self._counted_at >= self.in_flight_refresh:
+            self.router.set_in_flight(await self.db.count_in_flight())
+            self._counted_at = now
+        lease_until = now + self.lease_seconds
+        submit_room = self.router.submit_room()
+        if submit_room is None:
+            claimed = await self.db.claim_due(self.worker_id, now, lease_until, room)
+        else:
+            claimed = await self.db.claim_due(self.worker_id, now, lease_until, room,
+                                              submit=False)
+            fresh = min(room - len(claimed), submit_room)
+            if fresh > 0:
+                claimed += await self.db.claim_due(self.worker_id, now, lease_until, fresh,
+                                                   submit=True)
         for task in claimed:
+            if task.id in self._active:  # our own step outlived its lease: it is still on it
+                continue
             step = asyncio.create_task(self._run_step(task))
             self._active[task.id] = step
             step.add_done_callback(lambda _t, tid=task.id: self._active.pop(tid, None))
@@ -121,52 +167,150 @@ class Engine:
             await self._step(task)
         except asyncio.CancelledError:
             raise
+        except UpstreamFailed as exc:
+            await self._fail(task, exc.code, exc.message)
         except Exception:
             log.exception("step failed for %s; will retry", task.id)
-            await self._release(task, delay=_backoff(task.attempts))
+            await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
 
     async def _step(self, task: Task) -> None:
-        backend = self.backends[task.backend or "sandbox"]
         job = await self._job(task)
+        channel = self.router.get(task.backend) if task.upstream_id else None
         if task.cancel_requested:
-            await self._cancel(task, backend, job)
+            await self._cancel(task, channel, job)
             return
         if time.time() > task.deadline_at:
-            if task.upstream_id:
-                with contextlib.suppress(Exception):
-                    await backend.cancel(job)
-            await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
+            await self._timeout(task, channel, job)
             return
         if task.upstream_id is None:
-            upstream_id = await backend.submit(job)
-            task.upstream_id = upstream_id
-            # the status comes from the first poll: an accepted job may still wait upstream
-            await self.db.update_leased(task.id, self.worker_id, upstream_id=upstream_id)
-            job = _with_upstream(job, upstream_id)
+            channel = await self._submit(task, job)
+            if channel is None:
+                return
+            job = dataclasses.replace(job, upstream_id=task.upstream_id)
+            if not channel.backend.sticky:
+                # the status comes from the first poll: an accepted job may still wait upstream
+                await self._release(task, self._poll_delay(task, channel))
+                return
+        if channel is None:
+            await self._fail(task, UPSTREAM_ERROR,
+                             "The channel that accepted this job is no longer configured.")
+            return
+        await self._follow(task, channel, job)
+
+    async def _submit(self, task: Task, job: Job) -> Channel | None:
+        """Offer the job to eligible channels in order until one accepts; bind the task to it.
+
+        A refusal moves on to the next channel. Once a channel accepted, the binding is
+        written before anything else happens, and the job is never offered again.
+        """
+        remix = task.params.get("remix_of") or {}
+        source = self.router.get(remix.get("channel"))
+        only = None
+        if source is not None and source.backend.supports_remix and remix.get("upstream_id"):
+            only = source.name
+            job = dataclasses.replace(job, remix_of=remix["upstream_id"])
+        hints: list[float] = []
+        for channel in self.router.order(job.request, only=only):
+            if not self.router.reserve(channel):
+                continue
+            try:
+                upstream_id = await channel.backend.submit(job)
+            except SubmitRefused as exc:
+                self.router.refused(channel)
+                if exc.retry_after is not None:
+                    hints.append(exc.retry_after)
+                log.info("channel %s refused %s: %s", channel.name, task.id, exc.message)
+                continue
+            except UpstreamFailed:
+                self.router.answered(channel, accepted=False)
+                raise
+            except asyncio.CancelledError:
+                self.router.abandon(channel)
+                raise
+            except Exception:
+                self.router.refused(channel)
+                raise
+            self.router.answered(channel, accepted=True)
+            if not await self._bind(task, channel, upstream_id):
+                with contextlib.suppress(Exception):  # nobody would ever poll it: withdraw it
+                    await channel.backend.cancel(dataclasses.replace(job, upstream_id=upstream_id))
+                self.router.finished(channel.name)
+                return None
+            return channel
+        await self._release(task, self._queue_delay(task, job.request, hints))
+        return None
+
+    async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
+        values: dict = {"backend": channel.name, "upstream_id": upstream_id}
+        if channel.config.deadline_seconds is not None:
+            values["deadline_at"] = task.created_at + channel.config.deadline_seconds
+        if not await self.db.update_leased(task.id, self.worker_id, **values):
+            log.warning("lost the lease on %s right after %s accepted it", task.id, channel.name)
+            return False
+        task.backend, task.upstream_id = channel.name, upstream_id
+        task.deadline_at = values.get("deadline_at", task.deadline_at)
+        return True
+
+    async def _follow(self, task: Task, channel: Channel, job: Job) -> None:
+        """Poll; on completion download; otherwise record progress and come back later."""
+        backend = channel.backend
         while True:
-            result = await backend.poll(job)
+            try:
+                result = await backend.poll(job)
+            except TransientError as exc:
+                await self._release(task, self._poll_delay(task, channel, exc.retry_after))
+                return
             if result.state == COMPLETED:
-                won = await self.finalizer.complete(task, backend, job, self.worker_id)
-                self._drop_work_dir(task)
-                if not won:  # cancelled meanwhile: let the next claim record that
-                    await self._release(task, delay=0)
+                job = dataclasses.replace(job, result_url=result.result_url,
+                                          thumbnail_url=result.thumbnail_url)
+                await self._complete(task, channel, job)
                 return
             if result.state == FAILED:
-                await self._fail(task, result.error_code or "upstream_error",
+                await self._fail(task, result.error_code or UPSTREAM_ERROR,
                                  result.error_message or "The backend failed the job.")
                 return
             await self._record_progress(task, result)
             if not backend.sticky:
-                await self._release(task, delay=result.retry_after or backend.poll_interval)
+                await self._release(task, self._poll_delay(task, channel, result.retry_after))
                 return
             await asyncio.sleep(backend.poll_interval)
             if await self.db.cancel_requested(task.id):
-                await self._cancel(task, backend, job)
+                await self._cancel(task, channel, job)
                 return
             if time.time() > task.deadline_at:
-                await backend.cancel(job)
-                await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
+                await self._timeout(task, channel, job)
                 return
+
+    async def _complete(self, task: Task, channel: Channel, job: Job) -> None:
+        try:
+            won = await self.finalizer.complete(task, channel.backend, job, self.worker_id)
+        except ResultUnavailable as exc:
+            await self._result_unavailable(task, channel, exc)
+            return
+        except TransientError as exc:
+            await self._release(task, self._poll_delay(task, channel, exc.retry_after))
+            return
+        finally:
+            self._drop_work_dir(task)
+        if won:
+            self.router.finished(channel.name)
+        else:  # cancelled meanwhile: let the next claim record that
+            await self._release(task, delay=0)
+
+    async def _result_unavailable(self, task: Task, channel: Channel,
+                                  exc: ResultUnavailable) -> None:
+        """URLs flap and a fresh poll may hand out a fresh one, so try a few times; an
+        expired result stays expired, and then the task fails instead of polling for hours."""
+        failures = int(task.params.get("fetch_failures") or 0) + 1
+        if failures >= self.fetch_retries:
+            await self._fail(task, UPSTREAM_ERROR,
+                             f"The result could not be downloaded from the upstream: "
+                             f"{exc.message}.")
+            return
+        params = {**task.params, "fetch_failures": failures}
+        if await self.db.update_leased(task.id, self.worker_id, params=params):
+            task.params = params
+            await self._release(task, self._poll_delay(task, channel, exc.retry_after))
 
     async def _job(self, task: Task) -> Job:
         reference = None
@@ -194,26 +338,56 @@ class Engine:
             values["status_updated_at"] = int(time.time())
             await self.db.update_leased(task.id, self.worker_id, **values)
 
+    # ---- pacing -------------------------------------------------------------------------
+
+    def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None
+                    ) -> float:
+        cfg = channel.config
+        return pacing.next_delay(task.attempts, cfg.poll_min_seconds, cfg.poll_max_seconds,
+                                 retry_after)
+
+    def _queue_delay(self, task: Task, request: VideoRequest, hints: list[float]) -> float:
+        """No channel took the job now: back off within the bounds of the channels that
+        could serve it, and never sooner than the soonest Retry-After they sent."""
+        serving = [ch.config for ch in self.router.channels.values()
+                   if ch.config.serves(request.model, request.size, request.seconds)]
+        low = min((c.poll_min_seconds for c in serving), default=ERROR_RETRY[0])
+        high = max((c.poll_max_seconds for c in serving), default=ERROR_RETRY[1])
+        return pacing.next_delay(task.attempts, low, high, min(hints) if hints else None)
+
+    # ---- endings ------------------------------------------------------------------------
+
     async def _release(self, task: Task, delay: float) -> None:
-        jitter = delay * random.uniform(0.0, 0.2)
         await self.db.update_leased(
             task.id, self.worker_id, lease_owner=None, lease_until=None,
-            next_poll_at=time.time() + delay + jitter,
+            next_poll_at=time.time() + delay,
         )
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         now = int(time.time())
-        await self.db.finish_leased(
+        done = await self.db.finish_leased(
             task.id, self.worker_id, FAILED, status=FAILED, error_code=code,
             error_message=message, completed_at=now, status_updated_at=now,
             lease_owner=None, lease_until=None,
         )
+        if done and task.upstream_id:
+            self.router.finished(task.backend)
         self._drop_work_dir(task)
 
-    async def _cancel(self, task: Task, backend: Backend, job: Job) -> None:
-        if task.upstream_id:
-            with contextlib.suppress(Exception):
-                await backend.cancel(job)
+    async def _withdraw(self, channel: Channel | None, job: Job) -> None:
+        """Forward a cancel upstream, best effort: the task ends here either way."""
+        if channel is not None and job.upstream_id:
+            try:
+                await channel.backend.cancel(job)
+            except Exception as exc:
+                log.info("cancel on %s failed: %r", channel.name, exc)
+
+    async def _timeout(self, task: Task, channel: Channel | None, job: Job) -> None:
+        await self._withdraw(channel, job)
+        await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
+
+    async def _cancel(self, task: Task, channel: Channel | None, job: Job) -> None:
+        await self._withdraw(channel, job)
         await self._fail(task, CANCELLED, "The task was cancelled.")
         if task.deleted_at is not None or await self._is_deleted(task.id):
             await self.blobs.delete_prefix(f"tasks/{task.id}")
@@ -223,14 +397,6 @@ class Engine:
 
     def _drop_work_dir(self, task: Task) -> None:
         shutil.rmtree(self.work_dir / task.id, ignore_errors=True)
-
-
-def _with_upstream(job: Job, upstream_id: str) -> Job:
-    return Job(job.task_id, job.request, job.work_dir, job.reference, upstream_id)
-
-
-def _backoff(attempts: int) -> float:
-    return min(30.0, 1.0 * 2 ** min(attempts, 5))
 
 
 __all__ = ["Engine", "INTERNAL_ERROR"]

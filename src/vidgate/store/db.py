@@ -7,6 +7,7 @@ who won, which is correct on both databases without SKIP LOCKED.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import secrets
@@ -23,10 +24,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..domain import ACTIVE, Task
+from . import ledger as ledger_ops
 from .schema import api_keys, task_events, tasks
 
 _TASK_FIELDS = {f.name for f in dataclasses.fields(Task)}
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class ConcurrencyLimitReached(Exception):
+    pass
 
 
 def hash_key(secret: str) -> str:
@@ -52,6 +58,16 @@ class ApiKey:
     prefix: str
     created_at: int
     revoked_at: int | None
+    balance_micro: int | None = None       # None: no limit
+    rpm_limit: int | None = None
+    max_concurrent: int | None = None
+    allowed_models: list[str] | None = None  # None: every model
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.balance_micro is None
 
 
 class Database:
@@ -81,31 +97,52 @@ class Database:
 
     # ---- api keys -----------------------------------------------------------------------
 
-    async def create_key(self, name: str = "") -> tuple[ApiKey, str]:
+    async def create_key(self, name: str = "", **settings: Any) -> tuple[ApiKey, str]:
+        """Create a key; `settings` are ApiKey fields (limits, webhook_url, ...).
+
+        A starting balance is recorded as a top-up so the ledger explains every balance.
+        """
         secret = "sk-vg-" + secrets.token_urlsafe(32)
+        balance = settings.pop("balance_micro", None)
+        if settings.get("webhook_url") and not settings.get("webhook_secret"):
+            settings["webhook_secret"] = new_webhook_secret()
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
             name=name,
             prefix=secret[:12],
             created_at=int(time.time()),
             revoked_at=None,
+            **settings,
         )
         async with self.engine.begin() as conn:
             await conn.execute(
-                api_keys.insert().values(**dataclasses.asdict(key), key_hash=hash_key(secret))
+                api_keys.insert().values(
+                    **{k: v for k, v in dataclasses.asdict(key).items() if k != "balance_micro"},
+                    key_hash=hash_key(secret),
+                )
             )
+            if balance is not None:
+                await ledger_ops.top_up(conn, key.id, balance, "initial balance")
+                key.balance_micro = balance
         return key, secret
 
     async def key_for_secret(self, secret: str) -> ApiKey | None:
         query = sa.select(api_keys).where(api_keys.c.key_hash == hash_key(secret))
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return _key(row) if row else None
+        return key_from_row(row) if row else None
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        """A key that can still be used (not revoked)."""
+        query = sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return key_from_row(row) if row else None
 
     async def list_keys(self) -> list[ApiKey]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).all()
-        return [_key(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     async def revoke_key(self, key_or_id: str) -> bool:
         cond = sa.or_(api_keys.c.id == key_or_id, api_keys.c.key_hash == hash_key(key_or_id))
@@ -119,13 +156,27 @@ class Database:
 
     # ---- tasks: API side ----------------------------------------------------------------
 
-    async def insert_task(self, task: Task) -> tuple[Task, bool]:
-        """Insert a new task; with an idempotency key already used, return the earlier task.
+    async def insert_task(
+        self, task: Task, *, max_concurrent: int | None = None
+    ) -> tuple[Task, bool]:
+        """Insert a new task and take its hold (`task.hold_micro`), in one transaction.
 
+        With an idempotency key already used, nothing is written and the earlier task is
+        returned. Raises InsufficientBalance or ConcurrencyLimitReached, writing nothing.
         Returns (task, created).
         """
         try:
             async with self.engine.begin() as conn:
+                if not await ledger_ops.take_hold(conn, task.owner_id, task.id, task.hold_micro):
+                    raise ledger_ops.InsufficientBalance(task.owner_id)
+                if max_concurrent is not None:
+                    active = (await conn.execute(
+                        sa.select(sa.func.count()).select_from(tasks).where(
+                            tasks.c.owner_id == task.owner_id, tasks.c.status.in_(ACTIVE),
+                            tasks.c.deleted_at.is_(None))
+                    )).scalar()
+                    if active >= max_concurrent:
+                        raise ConcurrencyLimitReached(active)
                 await conn.execute(tasks.insert().values(**_task_values(task)))
         except IntegrityError:
             if task.idempotency_key is None:
@@ -188,6 +239,23 @@ class Database:
             )
         return result.rowcount > 0
 
+    async def expired_assets(self, now: float, limit: int) -> list[str]:
+        """Ids of tasks whose stored assets are past their retention and still present."""
+        query = (
+            sa.select(tasks.c.id)
+            .where(tasks.c.video_key.is_not(None), tasks.c.assets_expire_at < now)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    async def clear_assets(self, task_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update().where(tasks.c.id == task_id).values(
+                    video_key=None, thumbnail_key=None, spritesheet_key=None, reference_key=None)
+            )
+
     async def events(self, task_id: str | None = None) -> list[tuple[str, str]]:
         query = sa.select(task_events.c.task_id, task_events.c.kind).order_by(task_events.c.id)
         if task_id:
@@ -198,38 +266,53 @@ class Database:
     # ---- tasks: engine side -------------------------------------------------------------
 
     async def claim_due(
-        self, worker: str, now: float, lease_until: float, limit: int
+        self, worker: str, now: float, lease_until: float, limit: int,
+        *, submit: bool | None = None,
     ) -> list[Task]:
-        """Lease up to `limit` due tasks to `worker`; a task is leased to one worker at a time."""
-        due = (
-            sa.select(tasks.c.id)
-            .where(
-                tasks.c.status.in_(ACTIVE),
-                sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
-                sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
-            )
-            .order_by(tasks.c.next_poll_at)
-            .limit(limit)
-        )
-        claimed: list[Task] = []
+        """Lease up to `limit` due tasks to `worker`; a task is leased to one worker at a time.
+
+        `submit=True` claims only tasks still waiting for a channel (so the engine can take
+        no more than its channels have room for); `submit=False` only the others: bound
+        tasks, and waiting ones that must end now (cancelled, past their deadline).
+        One conditional UPDATE claims the whole batch; its WHERE decides who won each row.
+        """
+        lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
+        cond = [
+            tasks.c.status.in_(ACTIVE),
+            sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
+            lease_free,
+        ]
+        must_end = sa.or_(tasks.c.cancel_requested == sa.true(), tasks.c.deadline_at < now)
+        if submit is True:
+            cond += [tasks.c.upstream_id.is_(None), sa.not_(must_end)]
+        elif submit is False:
+            cond.append(sa.or_(tasks.c.upstream_id.is_not(None), must_end))
+        due = sa.select(tasks.c.id).where(*cond).order_by(tasks.c.next_poll_at).limit(limit)
         async with self.engine.begin() as conn:
             ids = [r[0] for r in (await conn.execute(due)).all()]
-            for task_id in ids:
-                result = await conn.execute(
-                    tasks.update()
-                    .where(
-                        tasks.c.id == task_id,
-                        tasks.c.status.in_(ACTIVE),
-                        sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
-                    )
-                    .values(lease_owner=worker, lease_until=lease_until,
-                            attempts=tasks.c.attempts + 1)
-                )
-                if result.rowcount:
-                    query = sa.select(tasks).where(tasks.c.id == task_id)
-                    row = (await conn.execute(query)).first()
-                    claimed.append(_row_to_task(row))
-        return claimed
+            if not ids:
+                return []
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(ids), tasks.c.status.in_(ACTIVE), lease_free)
+                .values(lease_owner=worker, lease_until=lease_until,
+                        attempts=tasks.c.attempts + 1)
+            )
+            rows = (await conn.execute(
+                sa.select(tasks).where(tasks.c.id.in_(ids), tasks.c.lease_owner == worker,
+                                       tasks.c.lease_until == lease_until)
+            )).all()
+        return [_row_to_task(r) for r in rows]
+
+    async def count_in_flight(self) -> dict[str, int]:
+        """Unfinished tasks that an upstream accepted, per channel (for in-flight caps)."""
+        query = (
+            sa.select(tasks.c.backend, sa.func.count())
+            .where(tasks.c.status.in_(ACTIVE), tasks.c.upstream_id.is_not(None))
+            .group_by(tasks.c.backend)
+        )
+        async with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in (await conn.execute(query)).all() if r[0]}
 
     async def renew_leases(self, worker: str, ids: Sequence[str], lease_until: float) -> set[str]:
         """Extend leases still held; returns the ids whose lease this worker lost."""
@@ -256,8 +339,10 @@ class Database:
             return await _update_leased(conn, task_id, worker, values)
 
     async def finish_leased(self, task_id: str, worker: str, event_kind: str,
-                            **values: Any) -> bool:
-        """Move a held task to a terminal state and record the event, atomically, once."""
+                            charge_micro: int = 0, **values: Any) -> bool:
+        """Move a held task to a terminal state, atomically and once: the event row, the
+        settlement of its hold (keeping at most `charge_micro`; nothing on failure) and the
+        webhook notification are written in the same transaction."""
         async with self.engine.begin() as conn:
             # a task the client cancelled or deleted must not turn completed afterwards
             only_if_live = event_kind == "completed"
@@ -269,6 +354,8 @@ class Database:
                     task_id=task_id, kind=event_kind, created_at=int(time.time())
                 )
             )
+            await ledger_ops.settle(conn, task_id, charge_micro if only_if_live else 0)
+            await ledger_ops.enqueue_webhook(conn, task_id, f"video.{event_kind}")
         return True
 
     async def cancel_requested(self, task_id: str) -> bool:
@@ -298,9 +385,17 @@ async def _update_leased(
     return result.rowcount > 0
 
 
-def _key(row: Any) -> ApiKey:
+_KEY_FIELDS = [f.name for f in dataclasses.fields(ApiKey)]
+
+
+def key_from_row(row: Any) -> ApiKey:
     m = row._mapping
-    return ApiKey(m["id"], m["name"], m["prefix"], m["created_at"], m["revoked_at"])
+    return ApiKey(**{name: m[name] for name in _KEY_FIELDS})
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,28 @@
+"""From a channel's configuration to the backend object that speaks its protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..channels import ChannelConfig
+from .base import Backend
+from .generations import GenerationsBackend
+from .openai import OpenAIBackend
+from .sandbox import SandboxBackend
+from .unified import UnifiedBackend
+
+_HTTP_KINDS = {
+    "openai": OpenAIBackend,
+    "generations": GenerationsBackend,
+    "unified": UnifiedBackend,
+}
+
+
+def make_backend(config: ChannelConfig, settings: Any) -> Backend:
+    """`settings` supplies the sandbox's machine-wide knobs (render workers, frame rate)."""
+    if config.kind == "sandbox":
+        backend = SandboxBackend(workers=config.render_workers or settings.render_workers,
+                                 fps=settings.sandbox_fps)
+        backend.name = config.name
+        return backend
+    return _HTTP_KINDS[config.kind](config)

@@ -1,0 +1,121 @@
+"""Fail-over: refused submits move to the next channel; accepted jobs never move."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes.faults import Faults
+from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
+from fakes.gateway import channel_for, gateway
+from support import await_for
+
+
+async def test_refusing_first_priority_channel_fails_over_to_second(
+        tmp_path, database_url, fake_world):
+    first = fake_world.add("openai", key="sk-first")
+    second = fake_world.add("generations", key="sk-second",
+                            faults=Faults(rates={"poll": 0.5}, kinds={"poll": ("503", "reset")}))
+    first.refuse_submits = True
+    channels = [channel_for(first, "first", priority=10, failure_threshold=3,
+                            cooldown_seconds=60),
+                channel_for(second, "second", priority=0)]
+    async with gateway(tmp_path, database_url, channels) as gw:
+        ids = [(await gw.create(prompt=f"fail over {i}", size="1280x720"))["id"]
+               for i in range(12)]
+        await await_for(gw.all_finished, timeout=60, what="all tasks to finish")
+        rows = await gw.rows()
+
+    assert {rows[i].status for i in ids} == {"completed"}
+    assert {rows[i].backend for i in ids} == {"second"}
+    # the first channel refused, and its circuit opened after three refusals in a row
+    first_submits = [r for r in first.recorder.requests if r.method == "POST"]
+    assert 3 <= len(first_submits) < 12
+    assert not first.jobs
+    # each task was submitted once to the second channel, and half of its polls failed
+    # without ever causing a resubmission
+    assert len(second.jobs) == 12
+    assert all(count == 1 for count in second.submits.values())
+    assert sorted(second.submits) == sorted(ids)
+    assert second.faults.injected
+
+
+async def test_accepted_job_stays_on_its_channel_while_polls_fail(
+        tmp_path, database_url, fake_world):
+    first = fake_world.add("unified", key="sk-first",
+                           faults=Faults(rates={"poll": 1.0}, kinds={"poll": ("500", "429")}))
+    second = fake_world.add("openai", key="sk-second")
+    channels = [channel_for(first, "first", priority=10), channel_for(second, "second")]
+    async with gateway(tmp_path, database_url, channels) as gw:
+        video = await gw.create(prompt="stay put", size="1280x720")
+
+        async def polled_a_lot() -> bool:
+            return len([r for r in first.recorder.requests if r.method == "GET"]) >= 5
+
+        await await_for(polled_a_lot, timeout=30, what="several failed polls")
+        assert (await gw.get(video["id"]))["status"] != "failed"
+        first.faults.off()
+        await await_for(gw.all_finished, timeout=30, what="the task to finish")
+        row = (await gw.rows())[video["id"]]
+    assert row.status == "completed" and row.backend == "first"
+    assert len(first.jobs) == 1 and not second.jobs and not second.recorder.requests
+
+
+async def test_all_channels_refusing_keeps_task_queued_then_it_completes(
+        tmp_path, database_url, fake_world):
+    a = fake_world.add("openai", key="sk-a")
+    b = fake_world.add("unified", key="sk-b")
+    a.refuse_submits = b.refuse_submits = True
+    channels = [channel_for(a, "a"), channel_for(b, "b")]
+    async with gateway(tmp_path, database_url, channels) as gw:
+        video = await gw.create(prompt="wait for capacity", size="1280x720")
+
+        async def refused_several_times() -> bool:
+            posts = [r for u in (a, b) for r in u.recorder.requests if r.method == "POST"]
+            return len(posts) >= 4
+
+        await await_for(refused_several_times, timeout=30, what="repeated refusals")
+        assert (await gw.get(video["id"]))["status"] == "queued"
+        b.refuse_submits = False
+        await await_for(gw.all_finished, timeout=30, what="the task to finish")
+        row = (await gw.rows())[video["id"]]
+    assert row.status == "completed" and row.backend == "b"
+
+
+async def test_no_channel_for_model_size_or_seconds_is_400_and_writes_nothing(
+        tmp_path, database_url, fake_world):
+    up = fake_world.add("openai", key="sk-x")
+    channels = [channel_for(up, "only-720p", models={"sora-2": "m"}, sizes=["1280x720"],
+                            seconds=[4, 8])]
+    async with gateway(tmp_path, database_url, channels) as gw:
+        for body, what in [
+            ({"model": "sora-2-pro", "size": "1280x720"}, "model"),
+            ({"size": "1920x1080"}, "size"),
+            ({"size": "1280x720", "seconds": "12"}, "seconds"),
+        ]:
+            r = await gw.client.post("/v1/videos", headers=gw.headers(),
+                                     json={"prompt": "x", **body})
+            assert r.status_code == 400, (what, r.text)
+            assert r.json()["error"]["code"] == "no_available_channel"
+        assert not await gw.rows()
+        ok = await gw.create(prompt="fits", size="1280x720", seconds="8")
+        assert ok["status"] == "queued"
+
+
+@pytest.mark.parametrize("cap", [2])
+async def test_in_flight_cap_is_respected(tmp_path, database_url, fake_world, cap):
+    up = fake_world.add("openai", key="sk-cap", job_seconds=0.6)
+    channels = [channel_for(up, "capped", max_in_flight=cap)]
+    async with gateway(tmp_path, database_url, channels) as gw:
+        for i in range(8):
+            await gw.create(prompt=f"capped {i}", size="1280x720")
+        peak = 0
+
+        async def done_watching_peak() -> bool:
+            nonlocal peak
+            live = sum(1 for j in up.jobs.values() if up.state(j)[0] != "completed")
+            peak = max(peak, live)
+            return await gw.all_finished()
+
+        await await_for(done_watching_peak, timeout=60, interval=0.02)
+    assert len(up.jobs) == 8
+    assert peak <= cap
