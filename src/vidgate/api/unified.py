@@ -15,9 +15,8 @@ from ..catalog import RawVideoRequest
 from ..domain import Task
 from ..errors import invalid
 from .auth import Owner
-from .bodies import Body, read_body
-from .generations import task_error
-from .images_in import image_from_body
+from .bodies import Body
+from .fields import create_task, raw_request, task_error
 from .responses import json_response
 
 router = APIRouter()
@@ -26,21 +25,7 @@ IMAGE_FIELDS = ("images", "image_url", "image", "input_reference")
 
 
 def parse_create(body: Body) -> RawVideoRequest:
-    seconds_param = "duration" if body.first("duration") is not None else "seconds"
-    return RawVideoRequest(
-        prompt=body.fields.get("prompt"),
-        model=body.fields.get("model"),
-        size=body.fields.get("size"),
-        width=body.fields.get("width"),
-        height=body.fields.get("height"),
-        seconds=body.first("duration", "seconds"),
-        seconds_param=seconds_param,
-        aspect_ratio=body.fields.get("aspect_ratio"),
-        image=image_from_body(body, *IMAGE_FIELDS),
-        metadata=body.fields.get("metadata"),
-        n=body.fields.get("n"),
-        seed=body.fields.get("seed"),
-    )
+    return raw_request(body, seconds_fields=("duration", "seconds"), image_fields=IMAGE_FIELDS)
 
 
 def render_created(task: Task) -> dict[str, Any]:
@@ -74,15 +59,8 @@ def render_query(task: Task, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/video/create")
 async def create(request: Request, key: Owner) -> Response:
-    services = request.app.state.services
-    body = await read_body(request, services.settings.max_upload_bytes)
-    task = await services.tasks.create(
-        key.id,
-        parse_create(body),
-        family=FAMILY,
-        idempotency_key=request.headers.get("idempotency-key"),
-        model_not_found_status=400,
-    )
+    task = await create_task(request, key, parse_create, family=FAMILY,
+                             model_not_found_status=400)
     return json_response(render_created(task))
 
 

@@ -12,7 +12,7 @@ from ..domain import Task
 from .auth import Owner
 from .bodies import Body, read_body
 from .content import asset_response
-from .images_in import image_from_body
+from .fields import create_task, raw_request, task_error
 from .responses import json_response
 
 router = APIRouter()
@@ -22,17 +22,8 @@ POLL_AFTER_MS = "1000"
 
 
 def parse_create(body: Body) -> RawVideoRequest:
-    seconds_param = "seconds" if body.first("seconds") is not None else "duration"
-    return RawVideoRequest(
-        prompt=body.fields.get("prompt"),
-        model=body.fields.get("model"),
-        size=body.fields.get("size"),
-        seconds=body.first("seconds", "duration"),
-        seconds_param=seconds_param,
-        aspect_ratio=body.fields.get("aspect_ratio"),
-        image=image_from_body(body, "input_reference", "image_url"),
-        seed=body.fields.get("seed"),
-    )
+    return raw_request(body, seconds_fields=("seconds", "duration"),
+                       image_fields=("input_reference", "image_url"))
 
 
 def render(task: Task, request: Request) -> dict[str, Any]:
@@ -51,10 +42,7 @@ def render(task: Task, request: Request) -> dict[str, Any]:
         "seconds": str(task.seconds_out),
         "quality": "standard",
         "remixed_from_video_id": task.remixed_from,
-        "error": (
-            {"code": task.error_code, "message": task.error_message or ""}
-            if task.error_code else None
-        ),
+        "error": task_error(task),
         "url": links.video,
         "video_url": links.video,
         "thumbnail_url": links.thumbnail,
@@ -68,16 +56,8 @@ def _video_response(task: Task, request: Request, status: int = 200) -> Response
 
 @router.post("/v1/videos")
 async def create_video(request: Request, key: Owner) -> Response:
-    services = request.app.state.services
-    body = await read_body(request, services.settings.max_upload_bytes)
-    task = await services.tasks.create(
-        key.id,
-        parse_create(body),
-        family=FAMILY,
-        idempotency_key=request.headers.get("idempotency-key"),
-        default_size=DEFAULT_SIZE,
-        model_not_found_status=404,
-    )
+    task = await create_task(request, key, parse_create, family=FAMILY,
+                             default_size=DEFAULT_SIZE, model_not_found_status=404)
     return _video_response(task, request)
 
 
