@@ -193,6 +193,13 @@ def data_url(data: bytes) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
+def put_image(body: dict[str, Any], field: str, reference: bytes) -> None:
+    """Add the reference image as a data URL under `field` (a one-element list for
+    `images`, the spelling that carries several)."""
+    image = data_url(reference)
+    body[field] = [image] if field == "images" else image
+
+
 class RateLimiter:
     """A token bucket: at most `rate` requests per second, bursts up to one second's worth."""
 

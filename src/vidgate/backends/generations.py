@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .base import Job, PollResult
-from .common import HttpBackend, check_poll, check_submit, data_url, read_status, upstream_id
+from .common import HttpBackend, check_poll, check_submit, put_image, read_status, upstream_id
 
 
 class GenerationsBackend(HttpBackend):
@@ -26,9 +26,7 @@ class GenerationsBackend(HttpBackend):
         if job.reference is not None:
             # The reference travels as a data URL; `image_field` picks the spelling the
             # upstream reads (new-api style gateways read `image`; some want `images`).
-            field = self.config.image_field or "image"
-            image = data_url(job.reference)
-            body[field] = [image] if field == "images" else image
+            put_image(body, self.config.image_field or "image", job.reference)
         response = await self.client.request(
             "POST", "/video/generations", submit=True, json=body,
             headers={"Idempotency-Key": job.task_id},

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..catalog import ASPECT_RATIOS
 from .base import Job, PollResult
-from .common import HttpBackend, check_poll, check_submit, data_url, read_status, upstream_id
+from .common import HttpBackend, check_poll, check_submit, put_image, read_status, upstream_id
 
 _RATIO_OF_SIZE = {size: ratio for ratio, size in ASPECT_RATIOS.items()}
 
@@ -25,9 +25,7 @@ class UnifiedBackend(HttpBackend):
         if ratio:
             body["aspect_ratio"] = ratio
         if job.reference is not None:
-            field = self.config.image_field or "images"
-            image = data_url(job.reference)
-            body[field] = [image] if field == "images" else image
+            put_image(body, self.config.image_field or "images", job.reference)
         response = await self.client.request(
             "POST", "/video/create", submit=True, json=body,
             headers={"Idempotency-Key": job.task_id},
