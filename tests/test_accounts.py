@@ -133,3 +133,17 @@ async def test_requests_per_minute_limit_is_429(app_client):
     # another key is not affected
     assert (await app_client.client.get("/v1/videos",
                                         headers=app_client.headers())).status_code == 200
+
+
+def test_overage_policy_setting(monkeypatch, tmp_path):
+    import pytest
+
+    from vidgate.config import load_settings
+
+    monkeypatch.setenv("VIDGATE_DATA_DIR", str(tmp_path))
+    assert load_settings().charge_overage is False
+    monkeypatch.setenv("VIDGATE_OVERAGE_POLICY", "charge")
+    assert load_settings().charge_overage is True
+    monkeypatch.setenv("VIDGATE_OVERAGE_POLICY", "sometimes")
+    with pytest.raises(SystemExit, match="VIDGATE_OVERAGE_POLICY"):
+        load_settings()

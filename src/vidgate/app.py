@@ -75,7 +75,7 @@ def image_policy(settings: Settings) -> ImagePolicy:
 
 
 def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, charge_overage=settings.charge_overage)
     blobs = LocalBlobStore(settings.blob_dir)
     backends = build_backends(settings)
     router = Router.build(channel_configs(settings), backends)

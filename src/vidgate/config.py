@@ -53,6 +53,13 @@ def _env_networks(name: str) -> tuple[str, ...]:
     return nets
 
 
+def _overage_policy(value: str) -> bool:
+    """'cap' (default): a longer video costs at most its hold; 'charge': bill all of it."""
+    if value not in ("cap", "charge"):
+        raise SystemExit(f"VIDGATE_OVERAGE_POLICY must be 'cap' or 'charge', got {value!r}")
+    return value == "charge"
+
+
 @dataclass
 class Settings:
     data_dir: Path
@@ -77,6 +84,7 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_max_attempts: int = 12
     webhook_backoff_seconds: float = 5.0   # first retry delay; doubles up to an hour
+    charge_overage: bool = False           # bill delivered seconds beyond the hold
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
     extra: dict = field(default_factory=dict)
@@ -139,6 +147,7 @@ def load_settings() -> Settings:
         webhook_timeout=_env_float("VIDGATE_WEBHOOK_TIMEOUT", 10.0),
         webhook_max_attempts=_env_int("VIDGATE_WEBHOOK_MAX_ATTEMPTS", 12),
         webhook_backoff_seconds=_env_float("VIDGATE_WEBHOOK_BACKOFF_SECONDS", 5.0),
+        charge_overage=_overage_policy(os.environ.get("VIDGATE_OVERAGE_POLICY") or "cap"),
     )
 
 

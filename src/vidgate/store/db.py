@@ -71,8 +71,10 @@ class ApiKey:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, charge_overage: bool = False) -> None:
         self.url = url
+        # operator policy: a video longer than held is charged beyond the hold (never below 0)
+        self.charge_overage = charge_overage
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -354,7 +356,8 @@ class Database:
                     task_id=task_id, kind=event_kind, created_at=int(time.time())
                 )
             )
-            await ledger_ops.settle(conn, task_id, charge_micro if only_if_live else 0)
+            await ledger_ops.settle(conn, task_id, charge_micro if only_if_live else 0,
+                                    self.charge_overage)
             await ledger_ops.enqueue_webhook(conn, task_id, f"video.{event_kind}")
         return True
 

@@ -20,6 +20,7 @@ from .schema import api_keys, ledger, tasks, webhook_outbox
 TOPUP = "topup"
 HOLD = "hold"
 REFUND = "refund"
+EXTRA = "extra"  # delivered more than was held, under the operator's "charge" overage policy
 
 
 class InsufficientBalance(Exception):
@@ -49,10 +50,13 @@ async def take_hold(conn: AsyncConnection, key_id: str, task_id: str, amount: in
     return True
 
 
-async def settle(conn: AsyncConnection, task_id: str, charge: int) -> int:
-    """Keep `charge` (at most the hold) of a task's hold and return the rest to its key.
+async def settle(conn: AsyncConnection, task_id: str, charge: int,
+                 charge_overage: bool = False) -> int:
+    """Keep `charge` of a task's hold and return the rest to its key.
 
-    Returns the cost recorded on the task. Call only inside the terminal transition.
+    A charge above the hold is capped at the hold, unless `charge_overage` is set: then the
+    difference is taken from the balance too, never more than the balance holds. Returns the
+    cost recorded on the task. Call only inside the terminal transition.
     """
     row = (
         await conn.execute(
@@ -67,16 +71,21 @@ async def settle(conn: AsyncConnection, task_id: str, charge: int) -> int:
             sa.select(api_keys.c.balance_micro).where(api_keys.c.id == owner_id)
         )
     ).first()
-    limited = key is not None and key[0] is not None
-    cost = max(0, charge if not limited else min(charge, hold))
-    refund = hold - cost if limited else 0
-    if refund > 0:
-        await conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == owner_id)
-            .values(balance_micro=api_keys.c.balance_micro + refund)
-        )
-        await _ledger_row(conn, owner_id, task_id, REFUND, refund)
+    charge = max(0, charge)
+    if key is None or key[0] is None:  # no limit: record the cost, move no money
+        cost, refund, extra = charge, 0, 0
+    else:
+        extra = min(charge - hold, key[0]) if charge_overage and charge > hold else 0
+        cost = min(charge, hold) + extra
+        refund = hold - min(charge, hold)
+    for kind, amount in ((REFUND, refund), (EXTRA, -extra)):
+        if amount:
+            await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == owner_id)
+                .values(balance_micro=api_keys.c.balance_micro + amount)
+            )
+            await _ledger_row(conn, owner_id, task_id, kind, amount)
     await conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=cost))
     return cost
 
