@@ -121,8 +121,18 @@ def test_backoff_grows_to_the_bound_and_honours_retry_after():
     assert len(spread) > 10 and all(4.05 <= d <= 4.95 for d in spread)
 
 
-def _router(*configs) -> Router:
-    return Router.build(list(configs), {c.name: object() for c in configs})
+class _Upstream:
+    """Stands in for an HTTP backend: no local limit of its own."""
+
+    def __init__(self, slots: int | None = None) -> None:
+        self.slots = slots
+
+    def free_slots(self) -> int | None:
+        return self.slots
+
+
+def _router(*configs, slots: int | None = None) -> Router:
+    return Router.build(list(configs), {c.name: _Upstream(slots) for c in configs})
 
 
 def _cfg(name, **kw) -> ChannelConfig:
@@ -164,3 +174,19 @@ def test_router_priority_weight_cap_and_breaker():
     assert one.in_flight == 1 and not one.has_room()
     capped.finished("one")
     assert one.has_room()
+
+
+def test_router_counts_free_local_slots_of_in_process_backends():
+    """A sandbox channel takes only what this process can start now, so a worker does not
+    hoard queued tasks that another worker could render."""
+    router = _router(_cfg("local"), slots=2)
+    local = router.get("local")
+    assert router.submit_room() == 2
+    assert router.reserve(local) and router.submit_room() == 1
+    assert router.reserve(local) and router.submit_room() == 0
+    assert router.order(REQ) == []
+    router.answered(local, accepted=True)
+    local.backend.slots = 1  # the backend now runs one job
+    assert router.submit_room() == 0  # one reservation still under way
+    router.answered(local, accepted=True)
+    assert router.submit_room() == 1 and router.order(REQ) == [local]

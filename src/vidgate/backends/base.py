@@ -95,6 +95,11 @@ class Backend(Protocol):
     # True when the backend can remix an upstream video by id (`Job.remix_of`).
     supports_remix: bool
 
+    def free_slots(self) -> int | None:
+        """Jobs this process could start right now; None when the limit is elsewhere (an
+        upstream's own queue). Lets the engine leave work it cannot start yet to others."""
+        ...
+
     async def submit(self, job: Job) -> str: ...
 
     async def poll(self, job: Job) -> PollResult: ...

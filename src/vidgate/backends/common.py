@@ -360,6 +360,9 @@ class HttpBackend:
     sticky = False
     supports_remix = False
 
+    def free_slots(self) -> int | None:
+        return None  # an upstream queues for itself; channel caps come from max_in_flight
+
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config
         self.name = config.name

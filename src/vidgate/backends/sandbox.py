@@ -48,6 +48,9 @@ class SandboxBackend:
         self._admit()
         return job.task_id
 
+    def free_slots(self) -> int:
+        return max(0, self._workers - self._running() - len(self._waiting))
+
     def _running(self) -> int:
         return sum(1 for f in self._renders.values() if not f.done())
 

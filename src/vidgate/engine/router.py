@@ -56,9 +56,20 @@ class Channel:
     def name(self) -> str:
         return self.config.name
 
+    def room(self) -> int | None:
+        """Jobs this channel can take now, from its cap and (for in-process backends such as
+        the sandbox) this process's free slots; None when neither limits it."""
+        limits = []
+        if self.config.max_in_flight is not None:
+            limits.append(self.config.max_in_flight - self.in_flight - self.reserved)
+        local = self.backend.free_slots()
+        if local is not None:
+            limits.append(local - self.reserved)
+        return max(0, min(limits)) if limits else None
+
     def has_room(self) -> bool:
-        cap = self.config.max_in_flight
-        return cap is None or self.in_flight + self.reserved < cap
+        room = self.room()
+        return room is None or room > 0
 
 
 class Router:
@@ -147,8 +158,8 @@ class Router:
         for ch in self.channels.values():
             if not ch.breaker.available(now):
                 continue
-            cap = ch.config.max_in_flight
-            if cap is None:
+            ch_room = ch.room()
+            if ch_room is None:
                 return None
-            room += max(0, cap - ch.in_flight - ch.reserved)
+            room += ch_room
         return room
