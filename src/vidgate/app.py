@@ -27,7 +27,7 @@ from .images import ImagePolicy
 from .ratelimit import RateLimiter
 from .signing import AssetLinks, Signer
 from .store.accounts import Accounts
-from .store.blobs import LocalBlobStore
+from .store.blobs import BlobStore, open_store
 from .store.db import Database
 from .store.outbox import Outbox
 from .tasks import TaskService
@@ -39,7 +39,7 @@ log = logging.getLogger("vidgate")
 class Services:
     settings: Settings
     db: Database
-    blobs: LocalBlobStore
+    blobs: BlobStore
     tasks: TaskService
     signer: Signer
     engine: Engine | None
@@ -76,7 +76,7 @@ def image_policy(settings: Settings) -> ImagePolicy:
 
 def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     db = Database(settings.database_url, charge_overage=settings.charge_overage)
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = open_store(settings.blob_url, settings.data_dir)
     backends = build_backends(settings)
     router = Router.build(channel_configs(settings), backends)
     catalog = Catalog()

@@ -66,6 +66,7 @@ class Settings:
     database_url: str
     secret: bytes
     config_path: Path | None = None
+    blob_url: str | None = None            # a folder, or s3://bucket/prefix; None: data_dir/blobs
     public_url: str | None = None
     url_ttl_seconds: int = 3600
     retention_seconds: int = 7 * 24 * 3600
@@ -88,10 +89,6 @@ class Settings:
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
     extra: dict = field(default_factory=dict)
-
-    @property
-    def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"
 
     @property
     def work_dir(self) -> Path:
@@ -129,6 +126,7 @@ def load_settings() -> Settings:
         database_url=database_url,
         secret=secret,
         config_path=Path(config) if config else None,
+        blob_url=os.environ.get("VIDGATE_BLOB_URL") or None,
         public_url=(os.environ.get("VIDGATE_PUBLIC_URL") or None),
         url_ttl_seconds=_env_int("VIDGATE_URL_TTL_SECONDS", 3600),
         retention_seconds=_env_int("VIDGATE_RETENTION_SECONDS", 7 * 24 * 3600),

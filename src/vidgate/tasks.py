@@ -8,30 +8,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from .catalog import Catalog, RawVideoRequest, VideoRequest
 from .domain import COMPLETED, QUEUED, Task, new_task_id
 from .errors import ApiError, invalid, not_found
 from .images import ImagePolicy, load_reference
-from .store.blobs import LocalBlobStore
+from .store.blobs import BlobStore
 from .store.db import ApiKey, ConcurrencyLimitReached, Database
 from .store.ledger import InsufficientBalance
-
-
-@dataclass(frozen=True)
-class Content:
-    path: Path
-    media_type: str
-    etag: str
 
 
 class TaskService:
     def __init__(
         self,
         db: Database,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         catalog: Catalog,
         *,
         image_policy: ImagePolicy,
@@ -203,24 +194,24 @@ class TaskService:
                 param="model",
             )
 
-    async def content(self, owner_id: str, task_id: str, variant: str) -> tuple[Task, Path]:
+    async def content(self, owner_id: str, task_id: str, variant: str) -> str:
+        """The blob key of one of an owner's assets (the content route streams it)."""
         if variant not in ("video", "thumbnail", "spritesheet"):
             raise invalid(
                 "'variant' must be one of video, thumbnail, spritesheet.", param="variant"
             )
-        task = await self.get(owner_id, task_id)
-        return task, self.asset_path(task, variant)
+        return self.asset_key(await self.get(owner_id, task_id), variant)
 
-    def asset_path(self, task: Task, variant: str) -> Path:
+    def asset_key(self, task: Task, variant: str) -> str:
         if task.status != COMPLETED:
             raise ApiError(
                 400, "video_not_ready",
                 f"Video is not ready yet (status: {task.status}).", param="video_id",
             )
         key = task.asset_key(variant)
-        if not task.assets_available(time.time()) or key is None or not self.blobs.exists(key):
+        if not task.assets_available(time.time()) or key is None:
             raise ApiError(410, "video_expired", "The video's assets are no longer available.")
-        return self.blobs.path(key)
+        return key
 
 
 def _account_error(exc: Exception, price: int, account: ApiKey) -> ApiError:

@@ -31,4 +31,5 @@ async def signed_file(
     task = await services.db.get_task(task_id)
     if task is None:
         raise ApiError(404, "task_not_exist", "No video found with that id.")
-    return asset_response(request, variant, services.tasks.asset_path(task, variant))
+    blob_key = services.tasks.asset_key(task, variant)
+    return await asset_response(request, services.blobs, blob_key, variant)

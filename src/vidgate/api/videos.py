@@ -115,5 +115,6 @@ async def remix_video(
 async def download_content(
     video_id: str, request: Request, key: Owner, variant: str = "video"
 ) -> Response:
-    _, path = await request.app.state.services.tasks.content(key.id, video_id, variant)
-    return asset_response(request, variant, path)
+    services = request.app.state.services
+    blob_key = await services.tasks.content(key.id, video_id, variant)
+    return await asset_response(request, services.blobs, blob_key, variant)

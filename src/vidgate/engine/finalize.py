@@ -13,7 +13,7 @@ from PIL import Image
 from .. import media
 from ..backends.base import Backend, Job, ResultFiles, ResultUnavailable
 from ..domain import COMPLETED, Task
-from ..store.blobs import LocalBlobStore
+from ..store.blobs import BlobStore
 from ..store.db import Database
 
 log = logging.getLogger("vidgate.finalize")
@@ -28,7 +28,7 @@ def free(_task: Task, _seconds: float) -> int:
 
 
 class Finalizer:
-    def __init__(self, db: Database, blobs: LocalBlobStore, retention_seconds: int,
+    def __init__(self, db: Database, blobs: BlobStore, retention_seconds: int,
                  pricing: Pricing = free) -> None:
         self.db = db
         self.blobs = blobs

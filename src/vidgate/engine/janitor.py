@@ -12,14 +12,14 @@ import contextlib
 import logging
 import time
 
-from ..store.blobs import LocalBlobStore
+from ..store.blobs import BlobStore
 from ..store.db import Database
 
 log = logging.getLogger("vidgate.janitor")
 
 
 class Janitor:
-    def __init__(self, db: Database, blobs: LocalBlobStore, interval_seconds: float = 300.0,
+    def __init__(self, db: Database, blobs: BlobStore, interval_seconds: float = 300.0,
                  batch: int = 200) -> None:
         self.db = db
         self.blobs = blobs

@@ -43,7 +43,7 @@ from ..domain import (
     UPSTREAM_ERROR,
     Task,
 )
-from ..store.blobs import LocalBlobStore
+from ..store.blobs import BlobStore
 from ..store.db import Database
 from . import pacing
 from .finalize import Finalizer, Pricing, free
@@ -59,7 +59,7 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         backends: dict[str, Backend],
         *,
         work_dir: Path,
