@@ -85,6 +85,10 @@ class Engine:
         self.worker_id = "w_" + secrets.token_hex(6)
         self.finalizer = Finalizer(db, blobs, retention_seconds, pricing)
         self._active: dict[str, asyncio.Task] = {}
+        # Steps end by handing their task back with its next poll time. Those writes are
+        # collected and flushed in one transaction per tick: with thousands of tasks in
+        # flight, one commit per poll was most of the engine's CPU (bench/RESULTS.md).
+        self._releases: dict[str, dict] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._counted_at = 0.0
@@ -98,6 +102,7 @@ class Engine:
         try:
             while not self._stopping:
                 try:
+                    await self._flush_releases()
                     await self._claim_and_start()
                 except Exception:  # a DB hiccup must not kill the engine
                     log.exception("claim failed")
@@ -109,6 +114,14 @@ class Engine:
             for step in list(self._active.values()):
                 step.cancel()
             await asyncio.gather(heartbeat, *self._active.values(), return_exceptions=True)
+            with contextlib.suppress(Exception):  # unflushed leases simply run out
+                await self._flush_releases()
+
+    async def _flush_releases(self) -> None:
+        if not self._releases:
+            return
+        batch, self._releases = self._releases, {}
+        await self.db.release_many(self.worker_id, batch)
 
     def stop(self) -> None:
         self._stopping = True
@@ -269,10 +282,12 @@ class Engine:
                 await self._fail(task, result.error_code or UPSTREAM_ERROR,
                                  result.error_message or "The backend failed the job.")
                 return
-            await self._record_progress(task, result)
+            changed = self._note_progress(task, result)
             if not backend.sticky:
                 await self._release(task, self._poll_delay(task, channel, result.retry_after))
                 return
+            if changed:
+                await self.db.update_leased(task.id, self.worker_id, **changed)
             await asyncio.sleep(backend.poll_interval)
             if await self.db.cancel_requested(task.id):
                 await self._cancel(task, channel, job)
@@ -314,7 +329,8 @@ class Engine:
 
     async def _job(self, task: Task) -> Job:
         reference = None
-        if task.reference_key:
+        if task.reference_key and (task.upstream_id is None or self._is_sticky(task)):
+            # needed to submit (and by an in-process backend that may have to start over)
             reference = await self.blobs.get_bytes(task.reference_key)
         request = VideoRequest(
             model=task.model, prompt=task.prompt, width=task.width, height=task.height,
@@ -322,7 +338,8 @@ class Engine:
         )
         return Job(task.id, request, self.work_dir / task.id, reference, task.upstream_id)
 
-    async def _record_progress(self, task: Task, result: PollResult) -> None:
+    def _note_progress(self, task: Task, result: PollResult) -> dict:
+        """Apply a poll's status and progress to `task`; returns the fields that changed."""
         values: dict = {}
         if result.state in (QUEUED, IN_PROGRESS) and result.state != task.status:
             # a task never goes back to queued once it was in progress
@@ -335,8 +352,8 @@ class Engine:
                 values["progress"] = progress
                 task.progress = progress
         if values:
-            values["status_updated_at"] = int(time.time())
-            await self.db.update_leased(task.id, self.worker_id, **values)
+            values["status_updated_at"] = task.status_updated_at = int(time.time())
+        return values
 
     # ---- pacing -------------------------------------------------------------------------
 
@@ -358,10 +375,11 @@ class Engine:
     # ---- endings ------------------------------------------------------------------------
 
     async def _release(self, task: Task, delay: float) -> None:
-        await self.db.update_leased(
-            task.id, self.worker_id, lease_owner=None, lease_until=None,
-            next_poll_at=time.time() + delay,
-        )
+        """Hand the task back (with its status and progress) at the next flush."""
+        self._releases[task.id] = {
+            "next_poll_at": time.time() + delay, "status": task.status,
+            "progress": task.progress, "status_updated_at": task.status_updated_at,
+        }
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         now = int(time.time())
@@ -394,6 +412,10 @@ class Engine:
 
     async def _is_deleted(self, task_id: str) -> bool:
         return await self.db.get_task(task_id) is None
+
+    def _is_sticky(self, task: Task) -> bool:
+        channel = self.router.get(task.backend)
+        return channel is not None and channel.backend.sticky
 
     def _drop_work_dir(self, task: Task) -> None:
         shutil.rmtree(self.work_dir / task.id, ignore_errors=True)

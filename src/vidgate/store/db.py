@@ -335,6 +335,31 @@ class Database:
             ).all()
         return set(ids) - {r[0] for r in held}
 
+    async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
+        """Hand back many held tasks in one transaction: each gets its next poll time, status
+        and progress (never lower than stored); tasks whose lease was lost are untouched."""
+        stmt = (
+            tasks.update()
+            .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == worker)
+            .values(
+                lease_owner=None, lease_until=None,
+                next_poll_at=sa.bindparam("b_next"),
+                status=sa.bindparam("b_status"),
+                status_updated_at=sa.bindparam("b_updated"),
+                progress=sa.case(
+                    (tasks.c.progress > sa.bindparam("b_progress"), tasks.c.progress),
+                    else_=sa.bindparam("b_progress"),
+                ),
+            )
+        )
+        rows = [
+            {"b_id": task_id, "b_next": v["next_poll_at"], "b_status": v["status"],
+             "b_updated": v["status_updated_at"], "b_progress": v["progress"]}
+            for task_id, v in releases.items()
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt, rows)
+
     async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
         """Write fields of a task this worker holds; False when the lease was lost."""
         async with self.engine.begin() as conn:
