@@ -34,8 +34,11 @@ def test_keys_create_list_revoke_and_migrate(tmp_path):
             assert ok.status_code == 200
             key_id = re.search(r"(key_[0-9a-f]+)", listed).group(1)
             assert run(env, "keys", "revoke", key_id).stdout.strip() == "revoked"
-            denied = httpx.get(server.api + "/videos", headers=server.headers())
-            assert denied.status_code == 401
+            # another process revoked it: the server trusts a seen key for at most
+            # VIDGATE_KEY_CACHE_SECONDS (2 s) before it looks again
+            denied = wait_for(lambda: (r := httpx.get(server.api + "/videos",
+                                                      headers=server.headers()))
+                              .status_code == 401 and r, timeout=10, what="revocation")
             assert "revoked" in denied.json()["error"]["message"]
             again = run(env, "keys", "revoke", key, check=False)
             assert again.returncode == 1 and "no such active key" in again.stderr

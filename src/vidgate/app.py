@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 
 from .api import account, admin, files, generations, unified, videos
 from .api import errors as api_errors
+from .api.auth import KeyCache
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
@@ -47,6 +48,7 @@ class Services:
     webhooks: WebhookSender | None
     accounts: Accounts
     janitor: Janitor | None
+    key_cache: KeyCache
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         base = self.settings.public_url or str(request.base_url)
@@ -110,7 +112,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        Accounts(db), janitor)
+                        Accounts(db), janitor, KeyCache(settings.key_cache_seconds))
     return services, backends
 
 

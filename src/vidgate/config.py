@@ -86,6 +86,8 @@ class Settings:
     webhook_max_attempts: int = 12
     webhook_backoff_seconds: float = 5.0   # first retry delay; doubles up to an hour
     charge_overage: bool = False           # bill delivered seconds beyond the hold
+    key_cache_seconds: float = 2.0         # how long a looked-up API key is trusted
+    access_log: bool = False
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
     extra: dict = field(default_factory=dict)
@@ -146,6 +148,8 @@ def load_settings() -> Settings:
         webhook_max_attempts=_env_int("VIDGATE_WEBHOOK_MAX_ATTEMPTS", 12),
         webhook_backoff_seconds=_env_float("VIDGATE_WEBHOOK_BACKOFF_SECONDS", 5.0),
         charge_overage=_overage_policy(os.environ.get("VIDGATE_OVERAGE_POLICY") or "cap"),
+        key_cache_seconds=_env_float("VIDGATE_KEY_CACHE_SECONDS", 2.0),
+        access_log=_env_bool("VIDGATE_ACCESS_LOG", False),
     )
 
 

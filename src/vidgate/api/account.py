@@ -13,6 +13,7 @@ router = APIRouter()
 
 @router.get("/v1/account")
 async def account(request: Request, key: Owner) -> Response:
+    key = await request.app.state.services.accounts.get(key.id) or key  # a fresh balance
     return json_response({
         "object": "account",
         "key_id": key.id,

@@ -107,6 +107,7 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request, _: Admin) -
     await _existing(request, key_id)
     key = await request.app.state.services.accounts.update(
         key_id, values, rotate_webhook_secret=body.rotate_webhook_secret)
+    request.app.state.services.key_cache.clear()
     return json_response(key_view(key))
 
 
@@ -115,6 +116,7 @@ async def revoke_key(key_id: str, request: Request, _: Admin) -> Response:
     key = await _existing(request, key_id)
     if key.revoked_at is None:
         await request.app.state.services.db.revoke_key(key_id)
+        request.app.state.services.key_cache.clear()
     return json_response(key_view(await _existing(request, key_id)))
 
 

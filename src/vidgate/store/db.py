@@ -129,7 +129,10 @@ class Database:
         return key, secret
 
     async def key_for_secret(self, secret: str) -> ApiKey | None:
-        query = sa.select(api_keys).where(api_keys.c.key_hash == hash_key(secret))
+        return await self.key_for_hash(hash_key(secret))
+
+    async def key_for_hash(self, digest: str) -> ApiKey | None:
+        query = sa.select(api_keys).where(api_keys.c.key_hash == digest)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return key_from_row(row) if row else None
