@@ -1,0 +1,1 @@
+"""One module per measured phase: api, downloads, engine (footprint is gathered by the runner)."""

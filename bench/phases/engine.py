@@ -1,0 +1,148 @@
+"""Engine scale: many tasks in flight on a fake upstream that completes each after a random
+delay; how long vidgate takes to report each completion, and the CPU its process used.
+
+Lag of one task = the moment vidgate's `completed` event row appeared (what every read then
+serves) minus the moment the fake upstream started answering `completed` for its job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .. import client, procs, targets, vidgate_db
+from ..context import LOAD_CORE, SERVER_CORE, Context
+from ..media import Sample
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_fake(ctx: Context, sample: Sample) -> tuple[procs.Proc, str]:
+    port = procs.free_port()
+    lo, hi = ctx.sizes.engine_delay
+    proc = procs.start("fake-upstream", [
+        sys.executable, "-m", "bench.fake_upstream", "--port", str(port),
+        "--media", str(sample.folder), "--delay-min", str(lo), "--delay-max", str(hi),
+    ], core=LOAD_CORE, log_dir=ctx.work / "engine", cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    procs.wait_http(proc, f"{base}/_bench/healthz", timeout=30)
+    return proc, base
+
+
+def engine_yaml(upstream: str, poll_min: float, poll_max: float) -> str:
+    """One `openai` channel on the fake; polls start at `poll_min` and back off to
+    `poll_max` (the channel defaults are 2 s and 20 s)."""
+    return json.dumps({"channels": [{
+        "name": "fake", "kind": "openai", "base_url": f"{upstream}/v1",
+        "models": {"sora-2": "sora-2"}, "poll_min_seconds": poll_min,
+        "poll_max_seconds": poll_max, "max_concurrent_requests": 32,
+    }]}, indent=2)
+
+
+async def _create_all(base: str, auth: dict[str, str], count: int, concurrency: int
+                      ) -> tuple[list[str], int]:
+    """Create `count` tasks with `concurrency` clients; (ids, failures)."""
+    ids: list[str] = []
+    failures = 0
+    todo = iter(range(count))
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, headers=auth, limits=limits,
+                                 timeout=60) as http:
+        async def worker() -> None:
+            nonlocal failures
+            for _ in todo:
+                response = await http.post("/v1/videos", json=client.CREATE_BODY)
+                if response.status_code == 200:
+                    ids.append(response.json()["id"])
+                else:
+                    failures += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ids, failures
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _peak_in_flight(records: list[dict], seen: dict[str, float]) -> int:
+    """Most jobs at once that the upstream had accepted and vidgate had not yet reported."""
+    events = [(r["submitted"], 1) for r in records]
+    events += [(seen[r["task_id"]], -1) for r in records if r["task_id"] in seen]
+    peak = current = 0
+    for _, delta in sorted(events):
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def run(ctx: Context, sample: Sample) -> dict:
+    sizes = ctx.sizes
+    fake, fake_base = start_fake(ctx, sample)
+    run_dir = ctx.work / "engine"
+    vidgate = None
+    try:
+        vidgate = targets.start_vidgate(
+            run_dir, fake_base, core=SERVER_CORE,
+            config_text=engine_yaml(fake_base, sizes.engine_poll_min, sizes.engine_poll))
+        db_path = run_dir / "vidgate-data" / "vidgate.db"
+        cpu_start = vidgate.proc.cpu()
+        started = time.monotonic()
+        with vidgate_db.CompletionWatcher(db_path) as watcher:
+            ids, failures = asyncio.run(_create_all(vidgate.base, vidgate.auth,
+                                                    sizes.engine_tasks,
+                                                    sizes.create_concurrency))
+            created_s = time.monotonic() - started
+            cpu_created = vidgate.proc.cpu()
+            budget = created_s + sizes.engine_delay[1] + 4 * sizes.engine_poll + 120
+            wanted = set(ids)
+            while time.monotonic() - started < budget and not wanted <= watcher.seen.keys():
+                time.sleep(0.2)
+            wall_s = time.monotonic() - started
+            cpu_end = vidgate.proc.cpu()
+            rss_mib = vidgate.proc.rss() / 2**20
+        status, records = client.call("GET", f"{fake_base}/_bench/jobs", {})
+        if status != 200:
+            raise RuntimeError(f"fake upstream records answered {status}")
+        mine = [r for r in records if r["task_id"] in wanted]
+        lags = [watcher.seen[r["task_id"]] - r["done_at"] for r in mine
+                if r["task_id"] in watcher.seen]
+        polls = [r["polls"] for r in mine]
+        follow_s = max(wall_s - created_s, 1e-9)
+        return {
+            "tasks": sizes.engine_tasks,
+            "created": len(ids),
+            "create_failures": failures,
+            "completed": len(lags),
+            "not_completed": len(wanted) - len(wanted & watcher.seen.keys()),
+            "peak_in_flight": _peak_in_flight(mine, watcher.seen),
+            "poll_interval_s": sizes.engine_poll,
+            "poll_interval_min_s": sizes.engine_poll_min,
+            "upstream_delay_s": list(sizes.engine_delay),
+            "create_seconds": round(created_s, 2),
+            "create_rps": round(len(ids) / created_s, 1) if created_s else 0.0,
+            "wall_seconds": round(wall_s, 2),
+            "lag_p50_s": round(_percentile(lags, 50), 3),
+            "lag_p99_s": round(_percentile(lags, 99), 3),
+            "lag_max_s": round(max(lags), 3) if lags else float("nan"),
+            "lag_mean_s": round(statistics.fmean(lags), 3) if lags else float("nan"),
+            "polls_per_task": round(statistics.fmean(polls), 2) if polls else 0.0,
+            "cpu_seconds_total": round(cpu_end - cpu_start, 2),
+            "cpu_seconds_creating": round(cpu_created - cpu_start, 2),
+            "cpu_seconds_following": round(cpu_end - cpu_created, 2),
+            "cpu_share_following": round((cpu_end - cpu_created) / follow_s, 3),
+            "rss_end_mib": round(rss_mib, 1),
+        }
+    finally:
+        if vidgate is not None:
+            vidgate.stop()
+        fake.stop()

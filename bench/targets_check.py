@@ -1,0 +1,101 @@
+"""The issue's targets for vidgate, checked against one run's results.
+
+Every ratio compares two numbers from the same run. A target whose inputs are missing (a
+phase skipped or failed) is reported as not measured, never as met."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# "Memory flat": serving a file must not grow the server by anything like the file's size.
+FLAT_RSS_GROWTH_MIB = 20.0
+
+
+@dataclass
+class Check:
+    name: str
+    goal: str
+    value: str
+    met: bool | None  # None: not measured in this run
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _get(data: dict, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _ok(value: float | None, test: bool) -> bool | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else test
+
+
+def evaluate(results: dict) -> list[Check]:
+    checks: list[Check] = []
+    top = max(results.get("config", {}).get("concurrency", [32]))
+    for op, goal in (("status", 50.0), ("create", 20.0)):
+        vg = _get(results, "api", "vidgate", "ops", f"{op}_c{top}", "rps")
+        ll = _get(results, "api", "litellm", "ops", f"{op}_c{top}", "rps")
+        ratio = _ratio(vg, ll)
+        checks.append(Check(
+            f"{op} throughput vs LiteLLM (c={top})", f">= {goal:g}x",
+            f"{ratio:.1f}x ({vg:.0f} vs {ll:.0f} req/s)" if ratio is not None else "n/a",
+            _ok(ratio, ratio is not None and ratio >= goal)))
+    p50 = _get(results, "api", "vidgate", "ops", "status_c1", "p50_ms")
+    checks.append(Check("status p50 at c=1", "<= 2 ms",
+                        f"{p50:.2f} ms" if p50 is not None else "n/a",
+                        _ok(p50, p50 is not None and p50 <= 2.0)))
+    hits = _get(results, "api", "vidgate", "upstream_hits")
+    status_hits = None if hits is None else sum(v for k, v in hits.items()
+                                                if k.startswith("status"))
+    checks.append(Check("upstream hits during vidgate status reads", "0",
+                        str(status_hits) if status_hits is not None else "n/a",
+                        None if status_hits is None else status_hits == 0))
+    nginx = _get(results, "downloads", "nginx_static", "mib_per_s")
+    for route in ("content", "signed"):
+        ours = _get(results, "downloads", f"vidgate_{route}", "mib_per_s")
+        ratio = _ratio(ours, nginx)
+        checks.append(Check(
+            f"download /{'content' if route == 'content' else 'files (signed)'} vs nginx",
+            ">= 70%",
+            f"{ratio:.0%} ({ours:.0f} vs {nginx:.0f} MiB/s)" if ratio is not None else "n/a",
+            _ok(ratio, ratio is not None and ratio >= 0.70)))
+    rss = _get(results, "downloads", "vidgate_rss")
+    growth = None if rss is None else rss["max_mib"] - rss["start_mib"]
+    checks.append(Check("RSS growth while downloading", f"<= {FLAT_RSS_GROWTH_MIB:g} MiB (flat)",
+                        f"{growth:.1f} MiB" if growth is not None else "n/a",
+                        _ok(growth, growth is not None and growth <= FLAT_RSS_GROWTH_MIB)))
+    engine = results.get("engine") or {}
+    lag = engine.get("lag_p99_s")
+    poll = engine.get("poll_interval_s")
+    if lag is not None and poll is not None:
+        complete = engine.get("not_completed", 1) == 0
+        checks.append(Check(
+            f"completion lag p99, {engine.get('peak_in_flight')} in flight",
+            f"<= poll interval + 1 s = {poll + 1:g} s",
+            f"{lag:.2f} s" + ("" if complete else f" ({engine['not_completed']} never completed)"),
+            _ok(lag, complete and lag <= poll + 1)))
+    else:
+        checks.append(Check("completion lag p99", "<= poll interval + 1 s", "n/a", None))
+    ready = _get(results, "footprint", "vidgate", "ready_s")
+    checks.append(Check("vidgate start to ready", "<= 2 s",
+                        f"{ready:.2f} s" if ready is not None else "n/a",
+                        _ok(ready, ready is not None and ready <= 2.0)))
+    idle = _get(results, "footprint", "vidgate", "idle_rss_mib")
+    checks.append(Check("vidgate idle RSS", "<= 150 MB",
+                        f"{idle * 1.048576:.0f} MB ({idle:.0f} MiB)" if idle is not None
+                        else "n/a",
+                        _ok(idle, idle is not None and idle * 1.048576 <= 150)))
+    return checks
