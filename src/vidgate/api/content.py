@@ -1,7 +1,7 @@
 """Streaming stored assets with Range/206, ETag/304 and HEAD, from any blob store.
 
-A local blob is handed to Starlette's FileResponse (read in 256 KiB chunks; uvicorn has no sendfile); a remote one (S3) is
-streamed through in chunks, never held whole in memory.
+A local blob is handed to Starlette's FileResponse (read in 256 KiB chunks: uvicorn has no
+sendfile); a remote one (S3) is streamed through in chunks, never held whole in memory.
 """
 
 from __future__ import annotations
