@@ -3,8 +3,9 @@
 Polling every task every two seconds forever wastes the upstream's patience; waiting 30 s
 for the first look makes short jobs feel slow. So each task starts near the channel's
 minimum interval and backs off towards its maximum, with jitter so thousands of tasks
-created together do not poll in lock-step. An upstream's Retry-After always wins when it
-asks for more time.
+created together do not poll in lock-step. Jitter only ever shortens a delay, so the
+channel's maximum is a true bound on how late a finished job is noticed. An upstream's
+Retry-After always wins when it asks for more time.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ def backoff(attempt: int, low: float, high: float) -> float:
 
 
 def with_jitter(delay: float, rng: random.Random | None = None) -> float:
-    """Spread by +-JITTER/2 around the delay, never below zero."""
-    r = (rng or random).uniform(-JITTER / 2, JITTER / 2)
-    return max(0.0, delay * (1 + r))
+    """Spread over the last JITTER share below the delay: (1 - JITTER) * delay .. delay."""
+    return delay * (1 - (rng or random).uniform(0, JITTER))
 
 
 def next_delay(attempt: int, low: float, high: float, retry_after: float | None = None) -> float:
