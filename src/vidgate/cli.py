@@ -175,19 +175,25 @@ def keys_create(
     typer.echo(secret)
 
 
-@keys_app.command("show")
-def keys_show(key_id: str) -> None:
-    """Show a key's settings and balance as JSON."""
-    from .store.accounts import Accounts, key_view
+def _print_key(key) -> None:
+    """A key's settings as JSON, or exit 1 when there is no such key."""
+    from .store.accounts import key_view
 
-    async def show(db: Database):
-        return await Accounts(db).get(key_id)
-
-    key = _run(_with_db(show))
     if key is None:
         typer.echo("no such key", err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(key_view(key), indent=2))
+
+
+@keys_app.command("show")
+def keys_show(key_id: str) -> None:
+    """Show a key's settings and balance as JSON."""
+    from .store.accounts import Accounts
+
+    async def show(db: Database):
+        return await Accounts(db).get(key_id)
+
+    _print_key(_run(_with_db(show)))
 
 
 @keys_app.command("set")
@@ -200,7 +206,7 @@ def keys_set(
     rotate_webhook_secret: bool = typer.Option(False, help="Issue a new webhook secret."),
 ) -> None:
     """Change a key's limits, allowed models or webhook."""
-    from .store.accounts import Accounts, key_view
+    from .store.accounts import Accounts
 
     changes: dict = {}
     if rpm is not None:
@@ -215,11 +221,7 @@ def keys_set(
     async def update(db: Database):
         return await Accounts(db).update(key_id, changes, rotate_webhook_secret)
 
-    key = _run(_with_db(update))
-    if key is None:
-        typer.echo("no such key", err=True)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(key_view(key), indent=2))
+    _print_key(_run(_with_db(update)))
 
 
 @keys_app.command("topup")
