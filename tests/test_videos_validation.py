@@ -175,3 +175,24 @@ async def test_unknown_route_is_404_json(app_client):
     r = await app_client.client.get("/v1/nothing-here", headers=app_client.headers())
     assert r.status_code == 404
     assert r.json()["error"]["type"] == "not_found_error"
+
+
+async def test_oversized_json_body_is_413(app_client):
+    app_client.services.settings.max_upload_bytes = 3000  # JSON limit: 4000 + 1 MiB
+    huge = {"prompt": "a cat", "image_url": "data:image/png;base64," + "A" * (2 * 1024 * 1024)}
+    r = await app_client.client.post("/v1/videos", json=huge, headers=app_client.headers())
+    assert_openai_error(r, 413, "invalid_request", None, "invalid_request_error")
+    r = await app_client.client.post("/v1/video/generations", json={**huge, "model": "sora-2"},
+                                     headers=app_client.headers())
+    assert r.status_code == 413 and r.json()["code"] == "invalid_request"
+
+    async def chunked():  # no Content-Length: the cap applies while reading
+        yield b'{"prompt": "a cat", "pad": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = await app_client.client.post("/v1/videos", content=chunked(), headers={
+        **app_client.headers(), "content-type": "application/json"})
+    assert r.status_code == 413
+    await assert_nothing_written(app_client)

@@ -25,14 +25,38 @@ class Body:
         return None
 
 
+def json_limit(max_upload_bytes: int) -> int:
+    """A JSON body may carry one image as a base64 data: URL (4/3 of its bytes) plus fields."""
+    return max_upload_bytes * 4 // 3 + 1024 * 1024
+
+
 async def read_body(request: Request, max_upload_bytes: int) -> Body:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("", "application/json") or ctype.endswith("+json"):
-        return Body(_json(await request.body()))
+        return Body(_json(await _capped_body(request, json_limit(max_upload_bytes))))
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _form(request, max_upload_bytes)
     raise ApiError(415, "invalid_request",
                    f"Unsupported Content-Type '{ctype}'; send JSON or multipart/form-data.")
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
+    """The body, read as it arrives and refused with a 413 once it passes `limit`, so a huge
+    request never sits whole in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "invalid_request", f"The request body is larger than {limit} bytes.")
 
 
 def _json(raw: bytes) -> dict[str, Any]:
