@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,10 @@ def localize(argv: list[str], server_url: str, key: str, task_id: str | None = N
 
 def run_curl(argv: list[str]) -> dict:
     assert argv[0] == "curl"
+    if shutil.which("curl") is None:  # the seed's examples are curl commands
+        if os.environ.get("CI") == "true":
+            pytest.fail("curl is not installed; CI must run the seed's curl commands")
+        pytest.skip("curl is not installed")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)
 
