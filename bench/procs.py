@@ -145,17 +145,15 @@ def wait_http(proc: Proc, url: str, timeout: float = 60.0,
     raise NotReady(f"{proc.name} not ready at {url} after {timeout:.0f}s:\n{proc.tail()}")
 
 
-@dataclass
-class RssSampler:
-    """Samples a process tree's RSS every `interval` seconds in a background thread."""
+class BackgroundSampler:
+    """A `with` block during which `_run` samples something in a daemon thread; `_run` loops
+    until `self._stop` is set."""
 
-    pid: int
-    interval: float = 0.1
-    samples: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _stop: threading.Event
+    _thread: threading.Thread | None
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self):
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -164,6 +162,18 @@ class RssSampler:
         self._stop.set()
         if self._thread:
             self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class RssSampler(BackgroundSampler):
+    """Samples a process tree's RSS every `interval` seconds in a background thread."""
+
+    pid: int
+    interval: float = 0.1
+    samples: list[tuple[float, int]] = field(default_factory=list)
 
     def _run(self) -> None:
         start = time.monotonic()

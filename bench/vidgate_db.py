@@ -8,10 +8,11 @@ load it is measuring."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .procs import BackgroundSampler
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
@@ -37,25 +38,13 @@ def wait_drained(db_path: Path, timeout: float) -> float:
 
 
 @dataclass
-class CompletionWatcher:
+class CompletionWatcher(BackgroundSampler):
     """Records, for each task, the wall-clock time its `completed` event first appeared."""
 
     db_path: Path
     interval: float = 0.05
     seen: dict[str, float] = field(default_factory=dict)
     _last_event: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> CompletionWatcher:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
 
     def _run(self) -> None:
         conn = connect(self.db_path)

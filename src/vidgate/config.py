@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .channels import ChannelConfig, ConfigError, load_channels
@@ -90,7 +90,6 @@ class Settings:
     access_log: bool = False
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def work_dir(self) -> Path:

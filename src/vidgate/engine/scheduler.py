@@ -37,7 +37,6 @@ from ..domain import (
     COMPLETED,
     FAILED,
     IN_PROGRESS,
-    INTERNAL_ERROR,
     QUEUED,
     TIMEOUT,
     UPSTREAM_ERROR,
@@ -420,5 +419,3 @@ class Engine:
     def _drop_work_dir(self, task: Task) -> None:
         shutil.rmtree(self.work_dir / task.id, ignore_errors=True)
 
-
-__all__ = ["Engine", "INTERNAL_ERROR"]

@@ -128,9 +128,6 @@ class Database:
                 key.balance_micro = balance
         return key, secret
 
-    async def key_for_secret(self, secret: str) -> ApiKey | None:
-        return await self.key_for_hash(hash_key(secret))
-
     async def key_for_hash(self, digest: str) -> ApiKey | None:
         query = sa.select(api_keys).where(api_keys.c.key_hash == digest)
         async with self.engine.connect() as conn:
@@ -186,16 +183,13 @@ class Database:
         except IntegrityError:
             if task.idempotency_key is None:
                 raise
-            existing = await self._by_idempotency_key(task.owner_id, task.idempotency_key)
+            existing = await self.find_by_idempotency_key(task.owner_id, task.idempotency_key)
             if existing is None:
                 raise
             return existing, False
         return task, True
 
     async def find_by_idempotency_key(self, owner_id: str, key: str) -> Task | None:
-        return await self._by_idempotency_key(owner_id, key)
-
-    async def _by_idempotency_key(self, owner_id: str, key: str) -> Task | None:
         query = sa.select(tasks).where(
             tasks.c.owner_id == owner_id, tasks.c.idempotency_key == key
         )
