@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
+from starlette.types import Receive, Scope, Send
 
 from .api import account, admin, files, generations, unified, videos
 from .api import errors as api_errors
 from .api.auth import KeyCache
+from .api.status_reads import StatusReads
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
@@ -51,7 +53,11 @@ class Services:
     key_cache: KeyCache
 
     def links(self, task: Task, request: Request) -> AssetLinks:
-        base = self.settings.public_url or str(request.base_url)
+        return self.links_at(task, str(request.base_url))
+
+    def links_at(self, task: Task, request_base_url: str) -> AssetLinks:
+        """Fresh signed links, under VIDGATE_PUBLIC_URL when set, else the request's base."""
+        base = self.settings.public_url or request_base_url
         return self.signer.links(task, base, time.time())
 
 
@@ -134,6 +140,18 @@ async def running(services: Services, backends: dict[str, Backend]) -> AsyncIter
         await services.db.close()
 
 
+class VidgateApp(FastAPI):
+    """The FastAPI app, with status reads offered to `StatusReads` before FastAPI's own
+    middleware and routing (see api/status_reads.py for why)."""
+
+    status_reads: StatusReads | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.status_reads is not None and await self.status_reads.answer(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     services, backends = build_services(settings)
@@ -144,8 +162,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with running(services, backends):
             yield
 
-    app = FastAPI(title="vidgate", version="0.1.0", lifespan=lifespan)
+    app = VidgateApp(title="vidgate", version="0.1.0", lifespan=lifespan)
     app.state.services = services
+    app.status_reads = StatusReads(services)
     api_errors.install(app)
     app.include_router(videos.router)
     app.include_router(generations.router)

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import math
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from .domain import VARIANTS, Task
 
@@ -59,10 +58,13 @@ class Signer:
         if exp <= now:
             return NO_LINKS
         urls = {}
+        base = base_url.rstrip("/")
         for variant in VARIANTS:
             if task.asset_key(variant) is None:
                 urls[variant] = None
                 continue
-            query = urlencode({"exp": exp, "sig": signature(self.secret, task.id, variant, exp)})
-            urls[variant] = f"{base_url.rstrip('/')}/files/{task.id}/{variant}?{query}"
+            # exp is an integer and sig hex: nothing to escape (urlencode was a tenth of a
+            # status read)
+            sig = signature(self.secret, task.id, variant, exp)
+            urls[variant] = f"{base}/files/{task.id}/{variant}?exp={exp}&sig={sig}"
         return AssetLinks(urls["video"], urls["thumbnail"], urls["spritesheet"], exp)

@@ -42,13 +42,20 @@ class KeyCache:
         self._keys.clear()
 
 
-async def require_key(request: Request) -> ApiKey:
-    header = request.headers.get("authorization", "")
+def bearer_digest(header: str) -> str | None:
+    """The stored hash of the key in an `Authorization: Bearer <key>` header, or None."""
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    return hash_key(secret)
+
+
+async def require_key(request: Request) -> ApiKey:
+    digest = bearer_digest(request.headers.get("authorization", ""))
+    if digest is None:
         raise ApiError(401, "unauthorized", "Missing API key: send 'Authorization: Bearer <key>'.")
     services = request.app.state.services
-    digest = hash_key(secret.strip())
     key = services.key_cache.get(digest)
     if key is None:
         key = await services.db.key_for_hash(digest)

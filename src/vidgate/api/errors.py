@@ -21,6 +21,10 @@ log = logging.getLogger("vidgate.api")
 # Canonical codes are the gateway's (spec section 7); OpenAI clients know these names instead.
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "task_not_exist": "video_not_found"}
 
+# What a client sees of a bug: no detail, the detail goes to the log.
+INTERNAL_ERROR = ApiError(500, "internal_error", "The server had an error processing the request.",
+                          type="server_error")
+
 
 def uses_envelope(path: str) -> bool:
     return path.startswith("/v1/video/")
@@ -79,6 +83,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
-        error = ApiError(500, "internal_error", "The server had an error processing the request.",
-                         type="server_error")
-        return error_response(error, request.url.path)
+        return error_response(INTERNAL_ERROR, request.url.path)

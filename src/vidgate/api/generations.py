@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ..catalog import RawVideoRequest
 from ..domain import Task
 from ..errors import invalid
+from ..signing import AssetLinks
 from .auth import Owner
 from .bodies import Body
 from .fields import create_task, raw_request, task_error
@@ -31,9 +32,8 @@ def parse_create(body: Body) -> RawVideoRequest:
     return raw_request(body, seconds_fields=("duration", "seconds"), image_fields=IMAGE_FIELDS)
 
 
-def render(task: Task, request: Request) -> dict[str, Any]:
+def render(task: Task, links: AssetLinks) -> dict[str, Any]:
     """The task object of spec section 5; every key present, nulls explicit."""
-    links = request.app.state.services.links(task, request)
     return {
         "id": task.id,
         "task_id": task.id,
@@ -58,10 +58,10 @@ def render(task: Task, request: Request) -> dict[str, Any]:
 async def create_generation(request: Request, key: Owner) -> Response:
     task = await create_task(request, key, parse_create, family=FAMILY,
                              model_not_found_status=400)
-    return json_response(render(task, request))
+    return json_response(render(task, request.app.state.services.links(task, request)))
 
 
 @router.get("/v1/video/generations/{task_id}")
 async def get_generation(task_id: str, request: Request, key: Owner) -> Response:
     task = await request.app.state.services.tasks.get(key.id, task_id)
-    return json_response(render(task, request))
+    return json_response(render(task, request.app.state.services.links(task, request)))

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from ..catalog import RawVideoRequest
 from ..domain import Task
 from ..errors import invalid
+from ..signing import AssetLinks
 from .auth import Owner
 from .bodies import Body
 from .fields import create_task, raw_request, task_error
@@ -39,9 +40,8 @@ def render_created(task: Task) -> dict[str, Any]:
     }
 
 
-def render_query(task: Task, request: Request) -> dict[str, Any]:
+def render_query(task: Task, links: AssetLinks) -> dict[str, Any]:
     """The create shape plus progress and results; every key present, nulls explicit."""
-    links = request.app.state.services.links(task, request)
     return {
         **render_created(task),
         "progress": task.progress,
@@ -72,4 +72,4 @@ async def query(
     if not wanted:
         raise invalid("'task_id' is required (or 'id').", param="task_id")
     task = await request.app.state.services.tasks.get(key.id, wanted)
-    return json_response(render_query(task, request))
+    return json_response(render_query(task, request.app.state.services.links(task, request)))

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from ..catalog import RawVideoRequest
 from ..domain import Task
+from ..signing import AssetLinks
 from .auth import Owner
 from .bodies import Body, read_body
 from .content import asset_response
@@ -26,8 +27,7 @@ def parse_create(body: Body) -> RawVideoRequest:
                        image_fields=("input_reference", "image_url"))
 
 
-def render(task: Task, request: Request) -> dict[str, Any]:
-    links = request.app.state.services.links(task, request)
+def render(task: Task, links: AssetLinks) -> dict[str, Any]:
     return {
         "id": task.id,
         "object": "video",
@@ -49,9 +49,14 @@ def render(task: Task, request: Request) -> dict[str, Any]:
     }
 
 
-def _video_response(task: Task, request: Request, status: int = 200) -> Response:
-    headers = {} if task.finished else {"openai-poll-after-ms": POLL_AFTER_MS}
-    return json_response(render(task, request), status=status, headers=headers)
+def poll_headers(task: Task) -> dict[str, str]:
+    """OpenAI's hint of when to look again, on a task that is still running."""
+    return {} if task.finished else {"openai-poll-after-ms": POLL_AFTER_MS}
+
+
+def _video_response(task: Task, request: Request) -> Response:
+    links = request.app.state.services.links(task, request)
+    return json_response(render(task, links), headers=poll_headers(task))
 
 
 @router.post("/v1/videos")
@@ -72,7 +77,8 @@ async def list_videos(
     found, has_more = await request.app.state.services.tasks.list(
         key.id, after=after, limit=limit, order=order
     )
-    data = [render(t, request) for t in found]
+    links = request.app.state.services.links
+    data = [render(t, links(t, request)) for t in found]
     return json_response({
         "object": "list",
         "data": data,

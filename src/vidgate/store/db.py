@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ..domain import ACTIVE, Task
 from . import ledger as ledger_ops
 from .schema import api_keys, task_events, tasks
+from .sqlite_reads import SqliteRows, sqlite_file
 
 _TASK_FIELDS = {f.name for f in dataclasses.fields(Task)}
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -40,7 +41,11 @@ def hash_key(secret: str) -> str:
 
 
 def _row_to_task(row: Any) -> Task:
-    data = {k: v for k, v in row._mapping.items() if k in _TASK_FIELDS}
+    return _task_from_mapping(row._mapping)
+
+
+def _task_from_mapping(mapping: Any) -> Task:
+    data = {k: v for k, v in mapping.items() if k in _TASK_FIELDS}
     data["cancel_requested"] = bool(data.get("cancel_requested"))
     return Task(**data)
 
@@ -84,8 +89,13 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # On an SQLite file, one-task reads skip the async adapter (see sqlite_reads).
+        path = sqlite_file(url) if self.is_sqlite else None
+        self._rows = SqliteRows(path) if path else None
 
     async def close(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
         await self.engine.dispose()
 
     # ---- schema -------------------------------------------------------------------------
@@ -199,12 +209,23 @@ class Database:
 
     async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None:
         """A live (not deleted) task; with owner_id, only if that owner created it."""
+        if self._rows is not None:
+            return self._get_task_sqlite(task_id, owner_id)
         query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.deleted_at.is_(None))
         if owner_id is not None:
             query = query.where(tasks.c.owner_id == owner_id)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return _row_to_task(row) if row else None
+
+    def _get_task_sqlite(self, task_id: str, owner_id: str | None) -> Task | None:
+        sql = "SELECT * FROM tasks WHERE id = ? AND deleted_at IS NULL"
+        params: tuple[str, ...] = (task_id,)
+        if owner_id is not None:
+            sql += " AND owner_id = ?"
+            params += (owner_id,)
+        row = self._rows.one(sql, params)
+        return _task_from_mapping(row) if row else None
 
     async def list_tasks(
         self, owner_id: str, *, after: str | None, limit: int, descending: bool

@@ -1,0 +1,88 @@
+"""One-row reads on SQLite through the standard library, on the calling thread.
+
+A status read is one primary-key lookup. Through SQLAlchemy's async adapter and aiosqlite it
+costs a hop to aiosqlite's worker thread and back plus the adapter's layers: about half of a
+status read's CPU (bench/RESULTS.md). The same lookup on a plain `sqlite3` connection takes
+tens of microseconds, less than the hop, so it runs right on the event loop. In WAL mode
+(which `Database` sets) a reader never waits for a writer; the busy timeout covers the rare
+moments SQLite itself needs (recovering the WAL index after a crash).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import make_url
+
+# Columns SQLAlchemy decodes that plain sqlite3 returns raw: JSON text and 0/1 booleans.
+_JSON_COLUMNS = ("params",)
+_BOOL_COLUMNS = ("cancel_requested",)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of an SQLite URL, or None when it is not one file on disk."""
+    parsed = make_url(url)
+    if not parsed.get_backend_name() == "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or parsed.query:
+        return None
+    return database
+
+
+class SqliteRows:
+    """Read-only `sqlite3` connections to one file, one per thread, opened on first use."""
+
+    def __init__(self, path: str, busy_timeout_seconds: float = 5.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout_seconds
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._columns: dict[str, tuple[str, ...]] = {}
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        """The first row of `sql` as {column: value}, JSON and boolean columns decoded."""
+        cursor = self._connection().execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        data = dict(zip(self._names(sql, cursor), row, strict=True))
+        for name in _JSON_COLUMNS:
+            if isinstance(data.get(name), str):
+                data[name] = orjson.loads(data[name])
+        for name in _BOOL_COLUMNS:
+            if name in data:
+                data[name] = bool(data[name])
+        return data
+
+    def _names(self, sql: str, cursor: sqlite3.Cursor) -> tuple[str, ...]:
+        """Column names, interned: `Task(**row)` matches keyword names by identity first,
+        and fresh strings from each cursor made that matching several times slower."""
+        names = self._columns.get(sql)
+        if names is None:
+            names = tuple(sys.intern(d[0]) for d in cursor.description)
+            self._columns[sql] = names
+        return names
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = threading.local()
