@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from .api import account, admin, files, generations, unified, videos
 from .api import errors as api_errors
 from .api.auth import KeyCache
-from .api.status_reads import StatusReads
+from .api.hot_routes import HotRoutes
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
@@ -141,13 +141,13 @@ async def running(services: Services, backends: dict[str, Backend]) -> AsyncIter
 
 
 class VidgateApp(FastAPI):
-    """The FastAPI app, with status reads offered to `StatusReads` before FastAPI's own
-    middleware and routing (see api/status_reads.py for why)."""
+    """The FastAPI app, with the hot routes (status reads, JSON creates) offered to
+    `HotRoutes` before FastAPI's own middleware and routing (api/hot_routes.py says why)."""
 
-    status_reads: StatusReads | None = None
+    hot_routes: HotRoutes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.status_reads is not None and await self.status_reads.answer(scope, send):
+        if self.hot_routes is not None and await self.hot_routes.answer(scope, receive, send):
             return
         await super().__call__(scope, receive, send)
 
@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = VidgateApp(title="vidgate", version="0.1.0", lifespan=lifespan)
     app.state.services = services
-    app.status_reads = StatusReads(services)
+    app.hot_routes = HotRoutes(services)
     api_errors.install(app)
     app.include_router(videos.router)
     app.include_router(generations.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,29 +31,37 @@ def json_limit(max_upload_bytes: int) -> int:
     return max_upload_bytes * 4 // 3 + 1024 * 1024
 
 
+def is_json(content_type: str) -> bool:
+    ctype = content_type.split(";")[0].strip().lower()
+    return ctype in ("", "application/json") or ctype.endswith("+json")
+
+
 async def read_body(request: Request, max_upload_bytes: int) -> Body:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("", "application/json") or ctype.endswith("+json"):
-        return Body(_json(await _capped_body(request, json_limit(max_upload_bytes))))
+    ctype = request.headers.get("content-type", "")
+    if is_json(ctype):
+        return await json_body(request.stream(), request.headers.get("content-length", ""),
+                               max_upload_bytes)
+    ctype = ctype.split(";")[0].strip().lower()
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _form(request, max_upload_bytes)
     raise ApiError(415, "invalid_request",
                    f"Unsupported Content-Type '{ctype}'; send JSON or multipart/form-data.")
 
 
-async def _capped_body(request: Request, limit: int) -> bytes:
-    """The body, read as it arrives and refused with a 413 once it passes `limit`, so a huge
-    request never sits whole in memory."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+async def json_body(chunks: AsyncIterator[bytes], content_length: str,
+                    max_upload_bytes: int) -> Body:
+    """A JSON object body, read as it arrives and refused with a 413 once it passes the
+    limit, so a huge request never sits whole in memory."""
+    limit = json_limit(max_upload_bytes)
+    if content_length.isdigit() and int(content_length) > limit:
         raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return Body(_json(b"".join(parts)))
 
 
 def _too_large(limit: int) -> ApiError:

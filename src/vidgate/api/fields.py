@@ -10,6 +10,7 @@ part, an http(s) URL, a data: URL, a list of those (first one used), or an objec
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,19 +20,31 @@ from ..catalog import ImageInput, RawVideoRequest
 from ..domain import Task
 from ..errors import invalid
 from ..store.db import ApiKey
+from ..tasks import TaskService
 from .bodies import Body, read_body
 
 
-async def create_task(request: Request, key: ApiKey, parse: Callable[[Body], RawVideoRequest],
-                      *, family: str, **options: Any) -> Task:
-    """Read the body, parse it with the family's `parse`, create the task (with the request's
-    Idempotency-Key); `options` are TaskService.create's family-specific defaults."""
+@dataclass(frozen=True)
+class CreateRoute:
+    """How one family creates: its name, its body parser and TaskService.create's
+    family-specific defaults (default size, the status of an unknown model)."""
+
+    family: str
+    parse: Callable[[Body], RawVideoRequest]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    async def create(self, tasks: TaskService, owner_id: str, body: Body,
+                     idempotency_key: str | None) -> Task:
+        return await tasks.create(owner_id, self.parse(body), family=self.family,
+                                  idempotency_key=idempotency_key, **self.options)
+
+
+async def create_task(request: Request, key: ApiKey, route: CreateRoute) -> Task:
+    """Read the body and create the task with the request's Idempotency-Key."""
     services = request.app.state.services
     body = await read_body(request, services.settings.max_upload_bytes)
-    return await services.tasks.create(
-        key.id, parse(body), family=family,
-        idempotency_key=request.headers.get("idempotency-key"), **options,
-    )
+    return await route.create(services.tasks, key.id, body,
+                              request.headers.get("idempotency-key"))
 
 
 def raw_request(

@@ -17,7 +17,7 @@ from ..errors import invalid
 from ..signing import AssetLinks
 from .auth import Owner
 from .bodies import Body
-from .fields import create_task, raw_request, task_error
+from .fields import CreateRoute, create_task, raw_request, task_error
 from .responses import json_response
 
 router = APIRouter()
@@ -54,10 +54,12 @@ def render(task: Task, links: AssetLinks) -> dict[str, Any]:
     }
 
 
+CREATE = CreateRoute(FAMILY, parse_create, {"model_not_found_status": 400})
+
+
 @router.post("/v1/video/generations")
 async def create_generation(request: Request, key: Owner) -> Response:
-    task = await create_task(request, key, parse_create, family=FAMILY,
-                             model_not_found_status=400)
+    task = await create_task(request, key, CREATE)
     return json_response(render(task, request.app.state.services.links(task, request)))
 
 

@@ -17,7 +17,7 @@ from ..errors import invalid
 from ..signing import AssetLinks
 from .auth import Owner
 from .bodies import Body
-from .fields import create_task, raw_request, task_error
+from .fields import CreateRoute, create_task, raw_request, task_error
 from .responses import json_response
 
 router = APIRouter()
@@ -57,10 +57,12 @@ def render_query(task: Task, links: AssetLinks) -> dict[str, Any]:
     }
 
 
+CREATE = CreateRoute(FAMILY, parse_create, {"model_not_found_status": 400})
+
+
 @router.post("/v1/video/create")
 async def create(request: Request, key: Owner) -> Response:
-    task = await create_task(request, key, parse_create, family=FAMILY,
-                             model_not_found_status=400)
+    task = await create_task(request, key, CREATE)
     return json_response(render_created(task))
 
 

@@ -13,7 +13,7 @@ from ..signing import AssetLinks
 from .auth import Owner
 from .bodies import Body, read_body
 from .content import asset_response
-from .fields import create_task, raw_request, task_error
+from .fields import CreateRoute, create_task, raw_request, task_error
 from .responses import json_response
 
 router = APIRouter()
@@ -59,10 +59,13 @@ def _video_response(task: Task, request: Request) -> Response:
     return json_response(render(task, links), headers=poll_headers(task))
 
 
+CREATE = CreateRoute(FAMILY, parse_create,
+                     {"default_size": DEFAULT_SIZE, "model_not_found_status": 404})
+
+
 @router.post("/v1/videos")
 async def create_video(request: Request, key: Owner) -> Response:
-    task = await create_task(request, key, parse_create, family=FAMILY,
-                             default_size=DEFAULT_SIZE, model_not_found_status=404)
+    task = await create_task(request, key, CREATE)
     return _video_response(task, request)
 
 

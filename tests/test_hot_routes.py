@@ -1,9 +1,9 @@
-"""The status-read fast path (api/status_reads.py) answers exactly as FastAPI's routes do.
+"""The hot routes (api/hot_routes.py) answer exactly as FastAPI's routes do.
 
-Each comparison reads the same task twice: first with the key cache empty, which sends the
-request through FastAPI (and fills the cache), then again, which the fast path answers. A spy
-on `StatusReads.answer` records which path served each request, so a test cannot pass by
-reading the same path twice.
+Each comparison sends the same request twice: first with the key cache empty, which sends it
+through FastAPI (and fills the cache), then again, which the hot path answers. A spy on
+`HotRoutes.answer` records which path served each request, so a test cannot pass by
+sending both through the same path.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from support import await_for
-from vidgate.api.status_reads import GENERATIONS, QUERY, VIDEOS, match
+from vidgate.api.hot_routes import GENERATIONS, QUERY, VIDEOS, match
 
 UNSTABLE_HEADERS = {"date", "server"}
 
@@ -26,18 +26,18 @@ def read_paths(task_id: str) -> dict[str, str]:
 
 @pytest.fixture
 def served_by(app_client):
-    """A list that gets, per request, True when the fast path answered, False otherwise."""
-    reads = app_client.app.status_reads
+    """A list that gets, per request, True when the hot path answered, False otherwise."""
+    hot = app_client.app.hot_routes
     answered: list[bool] = []
-    original = reads.answer
+    original = hot.answer
 
-    async def spy(scope, send):
-        done = await original(scope, send)
+    async def spy(scope, receive, send):
+        done = await original(scope, receive, send)
         if scope["type"] == "http":
             answered.append(done)
         return done
 
-    reads.answer = spy
+    hot.answer = spy
     return answered
 
 
@@ -51,7 +51,7 @@ async def create(app_client, size: str = "720x720", key: str | None = None) -> s
 
 
 async def both_paths(app_client, served_by, path: str, key: str | None = None):
-    """(FastAPI's answer, the fast path's answer) to the same GET."""
+    """(FastAPI's answer, the hot path's answer) to the same GET."""
     app_client.services.key_cache.clear()
     slow = await app_client.client.get(path, headers=app_client.headers(key))
     fast = await app_client.client.get(path, headers=app_client.headers(key))
@@ -187,3 +187,139 @@ def test_match_takes_only_plain_status_routes() -> None:
                         ("/v1/video/query", b"task_id=a&task_id=b"),
                         ("/v1/video/generations/a/b", b""), ("/files/video_1/video", b"")]:
         assert match(path, query) is None, (path, query)
+
+
+# ---- creates ---------------------------------------------------------------------------
+
+CREATE_PATHS = {"videos": "/v1/videos", "generations": "/v1/video/generations",
+                "unified": "/v1/video/create"}
+
+
+@pytest.fixture
+def api_only_settings(settings):
+    """No engine in the process: created tasks stay queued, so two answers can be compared
+    byte for byte."""
+    settings.run_engine = False
+    return settings
+
+
+async def post_both_paths(app_client, served_by, path: str, body, key: str | None = None,
+                          **headers):
+    app_client.services.key_cache.clear()
+    all_headers = {**app_client.headers(key), **headers}
+    slow = await app_client.client.post(path, json=body, headers=all_headers)
+    fast = await app_client.client.post(path, json=body, headers=all_headers)
+    assert served_by[-2:] == [False, True], served_by
+    return slow, fast
+
+
+@pytest.mark.parametrize("family", list(CREATE_PATHS))
+async def test_creates_answer_the_same_on_both_paths(api_only_settings, app_client, served_by,
+                                                     family):
+    body = {"model": "sora-2", "prompt": "a lighthouse", "size": "1280x720", "seconds": 8}
+    # the same Idempotency-Key returns the same task, so the answers can be identical
+    slow, fast = await post_both_paths(app_client, served_by, CREATE_PATHS[family], body,
+                                       **{"Idempotency-Key": f"same-{family}"})
+    assert slow.status_code == 200, slow.text
+    assert_same(slow, fast)
+    assert await app_client.count_tasks() == 1
+    other = await app_client.client.post(CREATE_PATHS[family], json=body,
+                                         headers=app_client.headers())
+    assert served_by[-1] is True and other.status_code == 200
+    assert other.json()["id"] != fast.json()["id"]
+    task = await app_client.services.tasks.get(
+        app_client.services.key_cache.get(_digest(app_client.key)).id, other.json()["id"])
+    assert (task.family, task.width, task.height, task.seconds) == (family, 1280, 720, 8)
+
+
+def _digest(secret: str) -> str:
+    from vidgate.store.db import hash_key
+    return hash_key(secret)
+
+
+BAD_BODIES = [
+    ({"prompt": "a cat", "model": "sora-9"}, 404),                 # videos: 404, else 400
+    ({"prompt": "a cat", "model": "sora-2", "size": "640x480"}, 400),
+    ({"prompt": "a cat", "model": "sora-2", "seconds": "7"}, 400),
+    ({"model": "sora-2"}, 400),
+    ({"prompt": "a cat", "model": "sora-2", "image_url": "http://127.0.0.1/x.png"}, 400),
+    (["not", "an", "object"], 400),
+]
+
+
+@pytest.mark.parametrize("family", list(CREATE_PATHS))
+@pytest.mark.parametrize(("body", "videos_status"), BAD_BODIES)
+async def test_rejected_creates_answer_the_same_and_write_nothing(app_client, served_by, family,
+                                                                  body, videos_status):
+    slow, fast = await post_both_paths(app_client, served_by, CREATE_PATHS[family], body)
+    assert slow.status_code == (videos_status if family == "videos" else 400), slow.text
+    assert_same(slow, fast)
+    assert await app_client.count_tasks() == 0
+    assert app_client.blob_files() == []
+
+
+@pytest.mark.parametrize("raw", [b"", b"{not json", b"[]" * 10])
+async def test_unparseable_bodies_answer_the_same(app_client, served_by, raw):
+    answers = []
+    app_client.services.key_cache.clear()
+    for _ in range(2):
+        answers.append(await app_client.client.post(
+            "/v1/video/generations", content=raw,
+            headers={**app_client.headers(), "Content-Type": "application/json"}))
+    assert served_by[-2:] == [False, True]
+    assert answers[0].status_code == 400
+    assert_same(*answers)
+    assert await app_client.count_tasks() == 0
+
+
+async def test_too_large_body_is_413_on_the_hot_path(app_client, served_by):
+    app_client.services.settings.max_upload_bytes = 1000
+    body = {"model": "sora-2", "prompt": "x" * 3_000_000}
+    slow, fast = await post_both_paths(app_client, served_by, "/v1/videos", body)
+    assert slow.status_code == 413
+    assert_same(slow, fast)
+    assert await app_client.count_tasks() == 0
+
+
+async def test_short_balance_is_402_on_the_hot_path_and_charges_nothing(app_client, served_by):
+    key, secret = await app_client.services.db.create_key("poor", balance_micro=1)
+    body = {"model": "sora-2", "prompt": "a cat"}
+    slow, fast = await post_both_paths(app_client, served_by, "/v1/video/create", body,
+                                       key=secret)
+    assert slow.status_code == 402 and slow.json()["code"] == "insufficient_quota"
+    assert_same(slow, fast)
+    assert await app_client.count_tasks() == 0
+    assert (await app_client.services.db.get_key(key.id)).balance_micro == 1
+
+
+async def test_multipart_creates_go_to_fastapi(app_client, served_by):
+    r = await app_client.client.post(
+        "/v1/videos", data={"model": "sora-2", "prompt": "a cat"},
+        files={"unused": ("a.txt", b"x", "text/plain")}, headers=app_client.headers())
+    r = await app_client.client.post(
+        "/v1/videos", data={"model": "sora-2", "prompt": "a cat"},
+        files={"unused": ("a.txt", b"x", "text/plain")}, headers=app_client.headers())
+    assert r.status_code == 200, r.text
+    assert served_by[-2:] == [False, False]
+
+
+async def test_a_client_that_leaves_mid_body_creates_nothing(app_client, served_by):
+    await app_client.client.get("/v1/videos/video_x", headers=app_client.headers())  # cache key
+    messages = [{"type": "http.request", "body": b'{"model": "sora-2", ', "more_body": True},
+                {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/videos", "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {app_client.key}".encode()),
+                         (b"content-type", b"application/json")],
+             "scheme": "http", "server": ("testserver", 80), "root_path": ""}
+    await app_client.app(scope, receive, send)
+    assert served_by[-1] is True
+    assert sent == []
+    assert await app_client.count_tasks() == 0
