@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 # Columns SQLAlchemy decodes that plain sqlite3 returns raw: JSON text and 0/1 booleans.
-_JSON_COLUMNS = ("params",)
+_JSON_COLUMNS = ("params", "allowed_models")
 _BOOL_COLUMNS = ("cancel_requested",)
 
 
