@@ -88,9 +88,10 @@ class Database:
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
-            # SQLite has one writer at a time. With several pooled connections, concurrent
-            # writers of this process met in SQLite's busy handler, which sleeps and retries
-            # (creates at 32 clients: p99 1.1 s); one connection makes them queue in asyncio.
+            # SQLite has one writer at a time. With several pooled connections, this
+            # process's concurrent writers met in SQLite's busy handler, which sleeps and
+            # retries (creates at 32 clients had p99 1.1 s before they got their own writer
+            # below); one connection makes them wait their turn in asyncio instead.
             kwargs.update(pool_size=1, max_overflow=0)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
