@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
-import httpx
 import pytest
+from multidict import CIMultiDict
 
 from vidgate.backends.base import UNKNOWN, SubmitRefused, TransientError, UpstreamFailed
 from vidgate.backends.common import (
+    UpstreamResponse,
     check_poll,
     check_submit,
     find_url,
@@ -83,8 +84,8 @@ def test_read_status_failure_codes():
     assert "https://x" not in crash.error_message  # upstream URLs never reach clients
 
 
-def _resp(status: int, body: bytes = b"{}", **headers) -> httpx.Response:
-    return httpx.Response(status, content=body, headers=headers)
+def _resp(status: int, body: bytes = b"{}", **headers) -> UpstreamResponse:
+    return UpstreamResponse(status, CIMultiDict(headers), body)
 
 
 def test_submit_classification():

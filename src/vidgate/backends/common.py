@@ -10,12 +10,15 @@ import ipaddress
 import re
 import socket
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import aiohttp
 import orjson
+import yarl
 
 from ..channels import ChannelConfig, origin_of
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, MODERATION_BLOCKED, QUEUED, UPSTREAM_ERROR
@@ -94,7 +97,7 @@ def find_url(obj: Any, paths: tuple[tuple[str, ...], ...] = RESULT_URL_PATHS) ->
     return None
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: UpstreamResponse) -> float | None:
     """Seconds from a Retry-After header (delta or HTTP date); None when absent or silly."""
     raw = response.headers.get("retry-after")
     if not raw:
@@ -110,7 +113,7 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, min(seconds, 3600.0))
 
 
-def json_body(response: httpx.Response) -> Any:
+def json_body(response: UpstreamResponse) -> Any:
     """The parsed body, or None when it is not JSON (garbage must not crash a poll)."""
     try:
         return orjson.loads(response.content)
@@ -144,7 +147,7 @@ def failure_code(code: str, message: str) -> str:
     return MODERATION_BLOCKED if _MODERATION.search(f"{code} {message}") else UPSTREAM_ERROR
 
 
-def check_submit(response: httpx.Response) -> Any:
+def check_submit(response: UpstreamResponse) -> Any:
     """The JSON body of an accepted submit, or the right error for a refusal.
 
     5xx, 429 and 408 are refusals, and so are 401/403/404/405 (a bad key or base URL is the
@@ -169,7 +172,7 @@ def check_submit(response: httpx.Response) -> Any:
     raise SubmitRefused(f"submit refused with HTTP {status}", retry_after=retry_after(response))
 
 
-def check_poll(response: httpx.Response) -> Any:
+def check_poll(response: UpstreamResponse) -> Any:
     """The JSON body of a status answer; errors here are never the job's failure."""
     status = response.status_code
     if status != 200:
@@ -222,12 +225,23 @@ class RateLimiter:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
+@dataclass(frozen=True)
+class UpstreamResponse:
+    """What the protocol code reads of an upstream's answer (status, headers, body)."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes = b""
+
+
 class ChannelClient:
-    """One shared httpx client per channel.
+    """One shared aiohttp session per channel.
 
     It caps concurrent requests (API calls and downloads separately, so slow downloads
     cannot starve status polls), paces requests to the channel's rate, and adds the key
-    only to requests bound for the channel's own origin.
+    only to requests bound for the channel's own origin. aiohttp rather than httpx: with
+    hundreds of polls waiting for a connection, httpx's pool cost ~1.5 ms of CPU per request
+    against aiohttp's ~0.06 ms, and polls were most of the engine's CPU (bench/RESULTS.md).
     """
 
     def __init__(self, config: ChannelConfig, *, max_downloads: int = 4) -> None:
@@ -239,13 +253,25 @@ class ChannelClient:
         self._downloads = asyncio.Semaphore(max_downloads)
         self._rate = (RateLimiter(config.max_requests_per_second)
                       if config.max_requests_per_second else None)
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout_seconds,
-                                  connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(max_connections=config.max_concurrent_requests + max_downloads,
-                                max_keepalive_connections=config.max_concurrent_requests),
-            follow_redirects=False,
-        )
+        self._max_connections = config.max_concurrent_requests + max_downloads
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session, made on first use: aiohttp binds it to the running loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
+                timeout=self._timeout(self.config.timeout_seconds),
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                trust_env=False,
+            )
+        return self._session
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """`seconds` for each wait on the socket, the channel's own limit for connecting,
+        and no cap on the whole exchange (a big download may rightly take long)."""
+        return aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_seconds,
+                                     sock_read=seconds)
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -256,17 +282,26 @@ class ChannelClient:
         return {}
 
     async def request(self, method: str, path: str, *, submit: bool = False,
-                      **kwargs: Any) -> httpx.Response:
+                      headers: dict[str, str] | None = None, json: Any = None,
+                      files: list[tuple[str, tuple]] | None = None,
+                      params: dict[str, str] | None = None) -> UpstreamResponse:
         """One API call on the channel's own origin; transport errors become the error type
-        of the phase (refusal at submit, transient otherwise)."""
+        of the phase (refusal at submit, transient otherwise). `files` are multipart parts
+        as (name, (filename or None for a plain field, bytes[, media type]))."""
         url = self.url(path)
-        headers = {**kwargs.pop("headers", {}), **self.headers_for(url)}
+        headers = {**(headers or {}), **self.headers_for(url)}
         if self._rate:
             await self._rate.acquire()
         async with self._api:
             try:
-                return await self.http.request(method, url, headers=headers, **kwargs)
-            except httpx.HTTPError as exc:
+                async with self._http().request(
+                    method, yarl.URL(url, encoded=True), headers=headers, json=json,
+                    data=_multipart(files) if files is not None else None, params=params,
+                    allow_redirects=False,
+                ) as response:
+                    return UpstreamResponse(response.status, response.headers,
+                                            await response.read())
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 kind = SubmitRefused if submit else TransientError
                 raise kind(f"{method} {path} failed: {type(exc).__name__}") from exc
 
@@ -283,21 +318,20 @@ class ChannelClient:
             for _ in range(MAX_REDIRECTS + 1):
                 await self._check_address(url)
                 try:
-                    async with self.http.stream(
-                        "GET", url, headers=self.headers_for(url),
-                        timeout=httpx.Timeout(self.config.download_timeout_seconds,
-                                              connect=self.config.connect_timeout_seconds),
+                    async with self._http().get(
+                        url, headers=self.headers_for(url), allow_redirects=False,
+                        timeout=self._timeout(self.config.download_timeout_seconds),
                     ) as response:
-                        if response.is_redirect and "location" in response.headers:
+                        if response.status in _REDIRECTS and "location" in response.headers:
                             url = urljoin(url, response.headers["location"])
                             continue
-                        _check_download(response)
+                        _check_download(UpstreamResponse(response.status, response.headers))
                         return await self._write(response, dest)
-                except httpx.HTTPError as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     raise TransientError(f"download failed: {type(exc).__name__}") from exc
         raise ResultUnavailable("the result URL redirects too many times")
 
-    async def _write(self, response: httpx.Response, dest: Path) -> int:
+    async def _write(self, response: aiohttp.ClientResponse, dest: Path) -> int:
         limit = self.config.max_download_bytes
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -308,7 +342,7 @@ class ChannelClient:
         try:
             # Page-cache writes of one chunk are microseconds: not worth a thread hop each.
             with open(partial, "wb") as out:
-                async for chunk in response.aiter_bytes(CHUNK):
+                async for chunk in response.content.iter_chunked(CHUNK):
                     total += len(chunk)
                     if total > limit:
                         raise ResultUnavailable(f"the result is larger than {limit} bytes")
@@ -342,10 +376,26 @@ class ChannelClient:
             raise ResultUnavailable("the result URL points at a private address")
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
-def _check_download(response: httpx.Response) -> None:
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _multipart(parts: list[tuple[str, tuple]]) -> aiohttp.FormData:
+    """A multipart/form-data body, even when every part is a plain field."""
+    form = aiohttp.FormData(default_to_multipart=True)
+    for name, (filename, value, *media_type) in parts:
+        if filename is None:
+            form.add_field(name, value.decode() if isinstance(value, bytes) else value)
+        else:
+            form.add_field(name, value, filename=filename,
+                           content_type=media_type[0] if media_type else None)
+    return form
+
+
+def _check_download(response: UpstreamResponse) -> None:
     status = response.status_code
     if status == 200:
         return
