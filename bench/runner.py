@@ -126,8 +126,8 @@ def bench_vidgate(ctx: Context, phases: Phases, upstream: nginx.Nginx, wanted: s
 
 
 def bench_vidgate_api_only(ctx: Context, phases: Phases, upstream: nginx.Nginx) -> None:
-    """Creates once more with VIDGATE_ROLE=api (no engine in the process): the API path
-    alone, to separate its cost from the engine's submits and polls."""
+    """Creates once more with VIDGATE_ROLE=api (no engine in the process): the create
+    endpoint's own throughput, which the create target is checked on (targets_check.py)."""
     target = phases.run("vidgate (API only) start", lambda: targets.start_vidgate(
         ctx.work / "vidgate-api-only", upstream.base, core=SERVER_CORE,
         extra_env={"VIDGATE_ROLE": "api"}))

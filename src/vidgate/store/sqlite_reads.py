@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import make_url
 
-# Columns SQLAlchemy decodes that plain sqlite3 returns raw: JSON text and 0/1 booleans.
+# Columns SQLAlchemy decodes that plain sqlite3 returns as JSON text. (Booleans come back
+# as 0/1, which the row-to-Task mapping in db.py already turns into bool, as it must for
+# every driver.)
 _JSON_COLUMNS = ("params", "allowed_models")
-_BOOL_COLUMNS = ("cancel_requested",)
 
 
 def sqlite_file(url: str) -> str | None:
@@ -57,7 +58,7 @@ class SqliteRows:
         return conn
 
     def one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-        """The first row of `sql` as {column: value}, JSON and boolean columns decoded."""
+        """The first row of `sql` as {column: value}, JSON columns decoded."""
         cursor = self._connection().execute(sql, params)
         row = cursor.fetchone()
         if row is None:
@@ -66,9 +67,6 @@ class SqliteRows:
         for name in _JSON_COLUMNS:
             if isinstance(data.get(name), str):
                 data[name] = orjson.loads(data[name])
-        for name in _BOOL_COLUMNS:
-            if name in data:
-                data[name] = bool(data[name])
         return data
 
     def _names(self, sql: str, cursor: sqlite3.Cursor) -> tuple[str, ...]:
