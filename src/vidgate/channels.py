@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .catalog import DEFAULT_MODELS
+from .kinds import KINDS
 
-KINDS = ("sandbox", "openai", "generations", "unified")
 _SIZE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -43,9 +43,10 @@ class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    kind: Literal["sandbox", "openai", "generations", "unified"]
+    kind: str
     base_url: str | None = None
     api_key_env: str | None = None
+    secret_key_env: str | None = None  # a second secret, for providers that sign requests
     models: dict[str, str] = Field(default_factory=dict)
     sizes: list[str] | None = None
     seconds: list[int] | None = None
@@ -68,6 +69,27 @@ class ChannelConfig(BaseModel):
     failure_threshold: int = Field(default=3, ge=1)
     cooldown_seconds: float = Field(default=30.0, gt=0)
     render_workers: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """Fill `base_url`, `sizes` and `seconds` the channel leaves out from its kind."""
+        if isinstance(data, dict) and isinstance(data.get("kind"), str):
+            defaults = KINDS.get(data["kind"])
+            if defaults is not None:
+                data = dict(data)
+                for field, value in (("base_url", defaults.base_url),
+                                     ("sizes", defaults.sizes), ("seconds", defaults.seconds)):
+                    if data.get(field) is None and value is not None:
+                        data[field] = list(value) if isinstance(value, tuple) else value
+        return data
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in KINDS:
+            raise ValueError(f"unknown kind '{value}' (known: {', '.join(KINDS)})")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -120,6 +142,9 @@ class ChannelConfig(BaseModel):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def secret_key(self) -> str | None:
+        return os.environ.get(self.secret_key_env) if self.secret_key_env else None
 
 
 class ConfigFile(BaseModel):
@@ -206,9 +231,11 @@ def _check(path: Path, index: int, ch: ChannelConfig, known: set[str]) -> list[s
         if model not in known:
             problems.append(f"{where}: field 'models': '{model}' is not a public model "
                             f"(known: {', '.join(sorted(known))})")
-    if ch.api_key_env is not None and not os.environ.get(ch.api_key_env):
-        problems.append(f"{where}: field 'api_key_env': environment variable "
-                        f"{ch.api_key_env} is not set")
+    for field in ("api_key_env", "secret_key_env"):
+        variable = getattr(ch, field)
+        if variable is not None and not os.environ.get(variable):
+            problems.append(f"{where}: field '{field}': environment variable "
+                            f"{variable} is not set")
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
     return problems

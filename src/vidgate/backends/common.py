@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -225,6 +225,29 @@ class RateLimiter:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
+class Credentials(Protocol):
+    """How a channel proves who it is: the headers for a request to its own origin.
+
+    Async so that a kind whose credential expires (a signed JWT, an OAuth token) can renew
+    it before the request that needs it."""
+
+    async def headers(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class StaticHeaders:
+    """A credential that never changes: a bearer token or a provider's own key header."""
+
+    values: dict[str, str]
+
+    async def headers(self) -> dict[str, str]:
+        return self.values
+
+
+def bearer(key: str | None) -> Credentials | None:
+    return StaticHeaders({"Authorization": f"Bearer {key}"}) if key else None
+
+
 @dataclass(frozen=True)
 class UpstreamResponse:
     """What the protocol code reads of an upstream's answer (status, headers, body)."""
@@ -244,11 +267,12 @@ class ChannelClient:
     against aiohttp's ~0.06 ms, and polls were most of the engine's CPU (bench/RESULTS.md).
     """
 
-    def __init__(self, config: ChannelConfig, *, max_downloads: int = 4) -> None:
+    def __init__(self, config: ChannelConfig, *, credentials: Credentials | None = None,
+                 max_downloads: int = 4) -> None:
         self.config = config
         self.base = config.base_url or ""
         self.origin = config.origin
-        self._key = config.api_key()
+        self._credentials = credentials
         self._api = asyncio.Semaphore(config.max_concurrent_requests)
         self._downloads = asyncio.Semaphore(max_downloads)
         self._rate = (RateLimiter(config.max_requests_per_second)
@@ -276,9 +300,10 @@ class ChannelClient:
     def url(self, path: str) -> str:
         return self.base + path
 
-    def headers_for(self, url: str) -> dict[str, str]:
-        if self._key and self.origin and origin_of(url) == self.origin:
-            return {"Authorization": f"Bearer {self._key}"}
+    async def headers_for(self, url: str) -> dict[str, str]:
+        """The channel's credential, only for a request bound for the channel's own origin."""
+        if self._credentials is not None and self.origin and origin_of(url) == self.origin:
+            return await self._credentials.headers()
         return {}
 
     async def request(self, method: str, path: str, *, submit: bool = False,
@@ -289,7 +314,7 @@ class ChannelClient:
         of the phase (refusal at submit, transient otherwise). `files` are multipart parts
         as (name, (filename or None for a plain field, bytes[, media type]))."""
         url = self.url(path)
-        headers = {**(headers or {}), **self.headers_for(url)}
+        headers = {**(headers or {}), **await self.headers_for(url)}
         if self._rate:
             await self._rate.acquire()
         async with self._api:
@@ -319,7 +344,7 @@ class ChannelClient:
                 await self._check_address(url)
                 try:
                     async with self._http().get(
-                        url, headers=self.headers_for(url), allow_redirects=False,
+                        url, headers=await self.headers_for(url), allow_redirects=False,
                         timeout=self._timeout(self.config.download_timeout_seconds),
                     ) as response:
                         if response.status in _REDIRECTS and "location" in response.headers:
@@ -417,7 +442,11 @@ class HttpBackend:
         self.config = config
         self.name = config.name
         self.poll_interval = config.poll_min_seconds
-        self.client = ChannelClient(config)
+        self.client = ChannelClient(config, credentials=self.credentials())
+
+    def credentials(self) -> Credentials | None:
+        """A bearer token from `api_key_env`; kinds that authenticate otherwise override it."""
+        return bearer(self.config.api_key())
 
     def extra_fields(self, request: Any) -> dict[str, Any]:
         """The channel's default extra fields, overridden by allowed keys of `metadata`.

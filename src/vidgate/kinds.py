@@ -1,0 +1,27 @@
+"""What each channel kind brings by default: the provider's public endpoint and the sizes and
+lengths its adapter can produce.
+
+Pure data, read by the channel loader (channels.py) to fill what a channel leaves out, so an
+operator writes only a name, a kind, a key and models, and the router never sends a request
+the provider would reject or quietly change. A channel's own `base_url`, `sizes` or
+`seconds` always win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    base_url: str | None = None             # None: the operator must give one
+    sizes: tuple[str, ...] | None = None    # None: whatever the upstream accepts
+    seconds: tuple[int, ...] | None = None
+
+
+KINDS: dict[str, KindDefaults] = {
+    "sandbox": KindDefaults(),
+    "openai": KindDefaults(),
+    "generations": KindDefaults(),
+    "unified": KindDefaults(),
+}
