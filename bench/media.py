@@ -23,15 +23,18 @@ def small_sample(folder: Path) -> Sample:
     Real files, so vidgate's finalizer probes them like any upstream result; the previews are
     served too, so the finalizer keeps them instead of decoding the video (as it would for a
     real OpenAI-style upstream)."""
-    from vidgate import media  # the harness runs in the project venv
+    # the harness runs in the project venv
+    from vidgate.backends.sandbox.render import render_sandbox
+    from vidgate.backends.sandbox.spec import RenderSpec
+    from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / media.VIDEO_NAME).exists():
-        spec = media.RenderSpec(prompt="bench upstream result", width=320, height=240,
+    if not (folder / VIDEO_NAME).exists():
+        spec = RenderSpec(prompt="bench upstream result", width=320, height=240,
                                 seconds=1, fps=12)
-        media.render_sandbox(spec, folder)
-    return Sample(folder, folder / media.VIDEO_NAME, folder / media.THUMBNAIL_NAME,
-                  folder / media.SPRITESHEET_NAME)
+        render_sandbox(spec, folder)
+    return Sample(folder, folder / VIDEO_NAME, folder / THUMBNAIL_NAME,
+                  folder / SPRITESHEET_NAME)
 
 
 def padded_mp4(source: Path, dest: Path, total_bytes: int) -> Path:

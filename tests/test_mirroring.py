@@ -19,7 +19,7 @@ import yaml
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from fakes.media import pad_mp4
 from support import fresh_database_url, server_env, start_server, wait_for
-from vidgate import media
+from vidgate.media.probe import probe
 
 BIG = 200 * 1024 * 1024
 MAX_GROWTH = 50 * 1024 * 1024
@@ -104,7 +104,7 @@ def test_200_mb_result_is_mirrored_with_flat_memory(tmp_path, fake_world, sample
             for chunk in r.iter_bytes(1 << 20):
                 f.write(chunk)
         assert out.stat().st_size == big.stat().st_size
-        info = media.probe(out)
+        info = probe(out)
         assert (info.width, info.height) == (320, 240)
         assert done["seconds"] == "1"
         assert httpx.get(done["thumbnail_url"]).status_code == 200

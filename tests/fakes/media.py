@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidgate import media
+from vidgate.backends.sandbox.render import render_sandbox
+from vidgate.backends.sandbox.spec import RenderSpec
+from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 
 WIDTH, HEIGHT, SECONDS = 320, 240, 1
 
@@ -18,12 +20,12 @@ class SampleMedia:
 
 
 def render_sample(folder: Path) -> SampleMedia:
-    if not (folder / media.VIDEO_NAME).exists():
-        spec = media.RenderSpec(prompt="fake upstream result", width=WIDTH, height=HEIGHT,
+    if not (folder / VIDEO_NAME).exists():
+        spec = RenderSpec(prompt="fake upstream result", width=WIDTH, height=HEIGHT,
                                 seconds=SECONDS, fps=12)
-        media.render_sandbox(spec, folder)
-    return SampleMedia(folder / media.VIDEO_NAME, folder / media.THUMBNAIL_NAME,
-                       folder / media.SPRITESHEET_NAME)
+        render_sandbox(spec, folder)
+    return SampleMedia(folder / VIDEO_NAME, folder / THUMBNAIL_NAME,
+                       folder / SPRITESHEET_NAME)
 
 
 def pad_mp4(source: Path, dest: Path, total_bytes: int) -> Path:
