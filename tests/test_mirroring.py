@@ -17,8 +17,8 @@ import httpx
 import yaml
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
-from fakes.media import pad_mp4
 from support import fresh_database_url, server_env, start_server, wait_for
+from vidgate.backends.sandbox.sample import padded_mp4
 from vidgate.media.probe import probe
 
 BIG = 200 * 1024 * 1024
@@ -54,7 +54,7 @@ class Sampler(threading.Thread):
 
 
 def test_200_mb_result_is_mirrored_with_flat_memory(tmp_path, fake_world, sample_media):
-    big = pad_mp4(sample_media.video, tmp_path / "big.mp4", BIG)
+    big = padded_mp4(sample_media.video, tmp_path / "big.mp4", BIG)
     upstream = fake_world.add("openai", key="sk-mirror", video=big, job_seconds=0.2)
     config = tmp_path / "vidgate.yaml"
     config.write_text(yaml.safe_dump({"channels": [{

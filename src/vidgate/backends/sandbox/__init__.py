@@ -10,4 +10,5 @@ Import from the submodule that does the job; this package re-exports nothing:
 - audio: the soft tone under the picture
 - planes: yuv420p frame buffers and alpha-blended overlays
 - progress: the progress file a render writes and the backend reads
+- sample: a small real MP4 with previews for fake upstreams (tests and the bench)
 """
