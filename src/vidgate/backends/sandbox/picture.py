@@ -146,6 +146,9 @@ class KenBurns:
         planes.load(frame)
 
 
+Picture = Procedural | KenBurns  # each has render(planes, t): draw the picture at t seconds
+
+
 def _cover_source(img: Image.Image, width: int, height: int, max_scale: float) -> Image.Image:
     """Centre-crop ``img`` to the target aspect, keeping at most ``max_scale`` x the target
     resolution so later zoomed-in frames stay sharp without paying for huge resizes."""
@@ -161,5 +164,3 @@ def _cover_source(img: Image.Image, width: int, height: int, max_scale: float) -
     box = (left, top, left + crop_w, top + crop_h)
     return img.resize(size, Image.Resampling.LANCZOS, box=box)
 
-
-Picture = Procedural | KenBurns  # each has render(planes, t): draw the picture at t seconds
