@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from .media import SPRITESHEET, THUMBNAIL, VIDEO
+from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 
 
 @dataclass
@@ -74,8 +74,9 @@ def build(media: Path, delay: tuple[float, float], seed: int = 6) -> Starlette:
         if job is None:
             return _json({"error": {"message": "no such video"}}, 404)
         variant = request.query_params.get("variant", "video")
-        name = {"thumbnail": THUMBNAIL, "spritesheet": SPRITESHEET}.get(variant, VIDEO)
-        if name == VIDEO and job.fetched_at is None:
+        previews = {"thumbnail": THUMBNAIL_NAME, "spritesheet": SPRITESHEET_NAME}
+        name = previews.get(variant, VIDEO_NAME)
+        if name == VIDEO_NAME and job.fetched_at is None:
             job.fetched_at = time.time()
         return FileResponse(media / name)
 

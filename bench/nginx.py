@@ -19,8 +19,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
+
 from . import procs
-from .media import SPRITESHEET, THUMBNAIL, VIDEO
 
 QUEUED = ('{"id":"video_$request_id","object":"video","model":"sora-2","status":"queued",'
           '"progress":0,"created_at":1760000000,"completed_at":null,"expires_at":null,'
@@ -41,8 +42,8 @@ def _variant_map(name: str, video: str) -> str:
     return f"""
     map $arg_variant ${name} {{
         default {video};
-        thumbnail {THUMBNAIL};
-        spritesheet {SPRITESHEET};
+        thumbnail {THUMBNAIL_NAME};
+        spritesheet {SPRITESHEET_NAME};
     }}"""
 
 
@@ -85,7 +86,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     types {{ video/mp4 mp4; image/webp webp; image/jpeg jpg; }}
-    {_variant_map("small_file", VIDEO)}
+    {_variant_map("small_file", VIDEO_NAME)}
     {_variant_map("big_file", big_name)}
     server {{
         listen 127.0.0.1:{port};

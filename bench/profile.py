@@ -17,7 +17,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import media, nginx, targets, tools, venvs, wrk
+from vidgate.backends.sandbox.sample import padded_mp4, render_sample
+
+from . import nginx, targets, tools, venvs, wrk
 from .context import LOAD_CORE, SERVER_CORE, Sizes
 from .phases import api
 from .runner import BENCH, pin_to_load_core
@@ -70,8 +72,8 @@ def main() -> None:
     found = tools.ensure(["nginx", "wrk", "taskset"], install=True)
     spy = venvs.pyspy()
     out = args.out.resolve()
-    sample = media.small_sample(out / "media")
-    big = media.padded_mp4(sample.video, sample.folder / "big.mp4", Sizes.full().big_bytes)
+    sample = render_sample(out / "media", "bench upstream result")
+    big = padded_mp4(sample.video, sample.folder / "big.mp4", Sizes.full().big_bytes)
     upstream = nginx.start(found["nginx"] or "nginx", out / "nginx", sample.folder, big.name,
                            LOAD_CORE)
     extra = dict(item.split("=", 1) for item in args.env)

@@ -17,7 +17,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import machine, media, nginx, report, targets, tools, venvs, vidgate_db
+from vidgate.backends.sandbox.sample import padded_mp4, render_sample
+
+from . import machine, nginx, report, targets, tools, venvs, vidgate_db
 from .context import LOAD_CORE, SERVER_CORE, Context, Sizes
 from .phases import api, downloads, engine
 from .targets_check import evaluate
@@ -218,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     fresh_work_dir(ctx.work)
     results["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     phases = Phases(results)
-    sample = media.small_sample(ctx.work / "media")
-    big = media.padded_mp4(sample.video, sample.folder / "big.mp4", sizes.big_bytes)
+    sample = render_sample(ctx.work / "media", "bench upstream result")
+    big = padded_mp4(sample.video, sample.folder / "big.mp4", sizes.big_bytes)
     needs_nginx = wanted & {"api", "downloads"}
     if needs_nginx and found.get("nginx"):
         upstream = phases.run("nginx start", lambda: nginx.start(

@@ -12,8 +12,8 @@ from PIL import Image
 
 from fakes.gateway import gateway
 from support import await_for
-from vidgate import media
 from vidgate.channels import ChannelConfig
+from vidgate.media.probe import probe
 
 KINDS = ("openai", "generations", "unified")
 
@@ -62,7 +62,7 @@ async def test_chain_through_each_kind(kind, live_server, tmp_path, database_url
             assert done["seconds"] == "4" and done["size"] == "720x720"
             path = tmp_path / f"{video_id}.mp4"
             path.write_bytes(await _download(gw, video_id, tmp_path))
-            info = media.probe(path)
+            info = probe(path)
             assert (info.width, info.height) == (720, 720)
             assert abs(info.duration - 4) < 0.15 and info.has_audio
             thumb = Image.open(io.BytesIO(await _download(gw, video_id, tmp_path,

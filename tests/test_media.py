@@ -1,4 +1,4 @@
-"""Tests for vidgate.media: real renders, real files, no mocks."""
+"""Tests for vidgate.media and the sandbox renderer: real renders, real files, no mocks."""
 
 from __future__ import annotations
 
@@ -17,18 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from vidgate.media import (
-    SPRITESHEET_NAME,
-    THUMBNAIL_NAME,
-    VIDEO_NAME,
-    MediaInfo,
-    RenderSpec,
-    decode_image,
-    make_previews,
-    probe,
-    read_progress,
-    render_sandbox,
-)
+from vidgate.backends.sandbox.progress import read_progress
+from vidgate.backends.sandbox.render import render_sandbox
+from vidgate.backends.sandbox.spec import RenderSpec
+from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
+from vidgate.media.images import decode_image
+from vidgate.media.previews import make_previews
+from vidgate.media.probe import MediaInfo, probe
 
 W, H, SECONDS, FPS = 320, 240, 2, 24
 PROMPT = "A red fox trotting through fresh snow at dawn, soft light, long shadows"
@@ -472,3 +467,27 @@ def test_render_runs_in_a_process_pool(tmp_path: Path) -> None:
     # A worker process produces the same bytes as this process.
     render_sandbox(spec, tmp_path / "here")
     assert (tmp_path / "here" / VIDEO_NAME).read_bytes() == (tmp_path / VIDEO_NAME).read_bytes()
+
+
+def test_media_package_does_not_import_backends() -> None:
+    # media/ serves every backend and the engine; the sandbox renderer depends on it, never
+    # the other way round (that would be a cycle through backends/sandbox/).
+    import ast
+
+    import vidgate.media
+
+    root = Path(vidgate.media.__file__).parent
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any("backends" in n.split(".") for n in names):
+                offenders.append(f"{path.name}: {names[0]}")
+    assert len(list(root.glob("*.py"))) >= 4
+    assert offenders == []

@@ -17,9 +17,9 @@ import httpx
 import yaml
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
-from fakes.media import pad_mp4
 from support import fresh_database_url, server_env, start_server, wait_for
-from vidgate import media
+from vidgate.backends.sandbox.sample import padded_mp4
+from vidgate.media.probe import probe
 
 BIG = 200 * 1024 * 1024
 MAX_GROWTH = 50 * 1024 * 1024
@@ -54,7 +54,7 @@ class Sampler(threading.Thread):
 
 
 def test_200_mb_result_is_mirrored_with_flat_memory(tmp_path, fake_world, sample_media):
-    big = pad_mp4(sample_media.video, tmp_path / "big.mp4", BIG)
+    big = padded_mp4(sample_media.video, tmp_path / "big.mp4", BIG)
     upstream = fake_world.add("openai", key="sk-mirror", video=big, job_seconds=0.2)
     config = tmp_path / "vidgate.yaml"
     config.write_text(yaml.safe_dump({"channels": [{
@@ -104,7 +104,7 @@ def test_200_mb_result_is_mirrored_with_flat_memory(tmp_path, fake_world, sample
             for chunk in r.iter_bytes(1 << 20):
                 f.write(chunk)
         assert out.stat().st_size == big.stat().st_size
-        info = media.probe(out)
+        info = probe(out)
         assert (info.width, info.height) == (320, 240)
         assert done["seconds"] == "1"
         assert httpx.get(done["thumbnail_url"]).status_code == 200

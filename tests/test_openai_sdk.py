@@ -10,7 +10,7 @@ import openai
 import pytest
 from PIL import Image
 
-from vidgate import media
+from vidgate.media.probe import MediaInfo, probe
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -20,10 +20,10 @@ def client(live_server):
     return openai.OpenAI(base_url=live_server.api, api_key=live_server.key, max_retries=0)
 
 
-def _probe(data: bytes, tmp_path, name="v.mp4") -> media.MediaInfo:
+def _probe(data: bytes, tmp_path, name="v.mp4") -> MediaInfo:
     path = tmp_path / name
     path.write_bytes(data)
-    return media.probe(path)
+    return probe(path)
 
 
 def test_create_and_poll_then_download_all_variants(client, tmp_path):

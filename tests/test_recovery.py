@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from support import fresh_database_url, server_env, start_server, wait_for
-from vidgate import media
+from vidgate.media.probe import probe
 from vidgate.store.db import Database
 
 
@@ -59,7 +59,7 @@ def test_sigkill_while_rendering_and_queued_then_restart(tmp_path):
             data = httpx.get(video["url"]).content
             path = tmp_path / f"{task_id}.mp4"
             path.write_bytes(data)
-            info = media.probe(path)
+            info = probe(path)
             assert (info.width, info.height) == (720, 720)
             assert abs(info.duration - 4) < 0.15
         events = _events(url)

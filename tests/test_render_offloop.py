@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from helpers_async import wait_completed
-from vidgate import media
+from vidgate.media.probe import probe
 
 
 async def test_api_answers_while_1080p_20s_renders(app_client, tmp_path):
@@ -44,7 +44,7 @@ async def test_api_answers_while_1080p_20s_renders(app_client, tmp_path):
     path = tmp_path / "long.mp4"
     path.write_bytes((await c.get(f"/v1/videos/{vid}/content",
                                   headers=app_client.headers())).content)
-    info = media.probe(path)
+    info = probe(path)
     assert (info.width, info.height) == (1920, 1080)
     assert abs(info.duration - 20) < 0.15
     assert round(info.fps) == 24

@@ -11,8 +11,8 @@ import pytest
 from helpers_async import create, wait_completed
 from s3_server import CREDENTIALS, start_s3
 from support import fresh_database_url, server_env, start_server
-from vidgate import media
 from vidgate.app import create_app
+from vidgate.media.probe import probe
 from vidgate.store.blobs import S3BlobStore, open_store
 
 
@@ -78,7 +78,7 @@ async def test_whole_flow_on_s3(s3, bucket, settings, tmp_path, monkeypatch):
             assert int(full.headers["content-length"]) == len(full.content)
             path = tmp_path / "s3.mp4"
             path.write_bytes(full.content)
-            info = media.probe(path)
+            info = probe(path)
             assert (info.width, info.height) == (720, 720)
 
             signed = video["url"].split("://", 1)[1].split("/", 1)[1]
@@ -111,7 +111,7 @@ def test_live_server_with_s3_and_the_openai_sdk(s3, bucket, tmp_path):
         assert video.status == "completed"
         data = client.videos.download_content(video.id).read()
         (tmp_path / "v.mp4").write_bytes(data)
-        assert media.probe(tmp_path / "v.mp4").width == 720
+        assert probe(tmp_path / "v.mp4").width == 720
         assert httpx.get(video.model_extra["url"]).content == data
         assert any(k.startswith("vidgate/tasks/") for k in _objects(s3, bucket))
     finally:

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from support import wait_for
-from vidgate import media
 from vidgate.catalog import ASPECT_RATIOS, DEFAULT_SECONDS
+from vidgate.media.probe import probe
 
 # A verbatim copy of the user's seed document (shared/seeds/000_676ae959e4c25861.txt), kept in
 # the repo so the test does not depend on a folder outside it.
@@ -164,7 +164,7 @@ def test_seed_example_completes_with_the_requested_video(live_server, created, i
     assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
     path = tmp_path / "seed.mp4"
     path.write_bytes(response.content)
-    info = media.probe(path)
+    info = probe(path)
     width, height, seconds = example.expected()
     assert (info.width, info.height) == (width, height)
     assert abs(info.duration - seconds) < 0.15, info

@@ -9,10 +9,12 @@ import httpx
 import sqlalchemy as sa
 
 from support import fresh_database_url, server_env, start_server, wait_for
-from vidgate import media
 from vidgate.backends.base import ResultFiles
+from vidgate.backends.sandbox.render import render_sandbox
+from vidgate.backends.sandbox.spec import RenderSpec
 from vidgate.domain import COMPLETED, QUEUED, Task, new_task_id
 from vidgate.engine.finalize import Finalizer
+from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 from vidgate.store.accounts import Accounts
 from vidgate.store.blobs import LocalBlobStore
 from vidgate.store.db import Database
@@ -31,7 +33,7 @@ class RenderedOnce:
         self.fetches += 1
         out = self.work / f"copy{self.fetches}"
         out.mkdir(parents=True)
-        names = (media.VIDEO_NAME, media.THUMBNAIL_NAME, media.SPRITESHEET_NAME)
+        names = (VIDEO_NAME, THUMBNAIL_NAME, SPRITESHEET_NAME)
         for name in names:
             (out / name).write_bytes((self.source / name).read_bytes())
         return ResultFiles(*(out / n for n in names))
@@ -50,8 +52,7 @@ async def test_two_finalizers_settle_once(tmp_path, database_url):
     try:
         blobs = LocalBlobStore(tmp_path / "blobs")
         source = tmp_path / "src"
-        await asyncio.to_thread(media.render_sandbox,
-                                media.RenderSpec("race", 320, 240, 2, fps=8), source)
+        await asyncio.to_thread(render_sandbox, RenderSpec("race", 320, 240, 2, fps=8), source)
         key, _ = await db.create_key("race", balance_micro=5_000_000)
         now = time.time()
         task = Task(id=new_task_id(), owner_id=key.id, family="videos", model="sora-2",

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import httpx
 
+from vidgate.backends.sandbox.sample import SampleMedia
+
 from .. import client, procs, targets, vidgate_db
 from ..context import LOAD_CORE, SERVER_CORE, Context
-from ..media import Sample
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_fake(ctx: Context, sample: Sample) -> tuple[procs.Proc, str]:
+def start_fake(ctx: Context, sample: SampleMedia) -> tuple[procs.Proc, str]:
     port = procs.free_port()
     lo, hi = ctx.sizes.engine_delay
     proc = procs.start("fake-upstream", [
@@ -85,7 +86,7 @@ def _peak_in_flight(records: list[dict], seen: dict[str, float]) -> int:
     return peak
 
 
-def run(ctx: Context, sample: Sample) -> dict:
+def run(ctx: Context, sample: SampleMedia) -> dict:
     sizes = ctx.sizes
     fake, fake_base = start_fake(ctx, sample)
     run_dir = ctx.work / "engine"

@@ -24,9 +24,9 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
-from . import media
 from .catalog import ImageInput
 from .errors import ApiError
+from .media import images as media
 
 MAX_REDIRECTS = 3
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from .media import SampleMedia, render_sample
+from vidgate.backends.sandbox.sample import SampleMedia, render_sample
+
 from .upstream import FakeWorld
 
 
 # Registered under their short names; import the *_fixture functions into a test module.
 @pytest.fixture(scope="session", name="sample_media")
 def sample_media_fixture(tmp_path_factory) -> SampleMedia:
-    return render_sample(tmp_path_factory.mktemp("fake-media"))
+    return render_sample(tmp_path_factory.mktemp("fake-media"), "fake upstream result")
 
 
 @pytest.fixture(name="fake_world")

@@ -33,8 +33,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from vidgate.backends.sandbox.sample import SampleMedia
+
 from .faults import FaultMiddleware, Faults
-from .media import SampleMedia
 from .serving import ServerThread
 
 KINDS = ("openai", "generations", "unified")

@@ -8,7 +8,7 @@ from ..channels import ChannelConfig
 from .base import Backend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
-from .sandbox import SandboxBackend
+from .sandbox.backend import SandboxBackend
 from .unified import UnifiedBackend
 
 _HTTP_KINDS = {

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from .. import media
 from ..backends.base import Backend, Job, ResultFiles, ResultUnavailable
 from ..domain import COMPLETED, Task
+from ..media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
+from ..media.previews import make_previews
+from ..media.probe import probe
 from ..store.blobs import BlobStore
 from ..store.db import Database
 
@@ -43,16 +45,16 @@ class Finalizer:
         """
         files = await backend.fetch(job)
         try:
-            info = await asyncio.to_thread(media.probe, files.video)
+            info = await asyncio.to_thread(probe, files.video)
         except ValueError as exc:  # an error page or a truncated file, not a video
             raise ResultUnavailable(f"the result is not a readable video ({exc})") from exc
         files = await asyncio.to_thread(_with_previews, files, job.work_dir)
 
         prefix = f"tasks/{task.id}/{worker}-{task.attempts}"
         keys = {
-            "video_key": f"{prefix}/{media.VIDEO_NAME}",
-            "thumbnail_key": f"{prefix}/{media.THUMBNAIL_NAME}",
-            "spritesheet_key": f"{prefix}/{media.SPRITESHEET_NAME}",
+            "video_key": f"{prefix}/{VIDEO_NAME}",
+            "thumbnail_key": f"{prefix}/{THUMBNAIL_NAME}",
+            "spritesheet_key": f"{prefix}/{SPRITESHEET_NAME}",
         }
         size = await self.blobs.put_file(keys["video_key"], files.video, move=True)
         await self.blobs.put_file(keys["thumbnail_key"], files.thumbnail, move=True)
@@ -76,15 +78,14 @@ class Finalizer:
 def _with_previews(files: ResultFiles, work_dir: Path) -> ResultFiles:
     """Keep the upstream's previews when they are real images (converted to the formats we
     serve: WebP thumbnail, JPEG spritesheet); make whatever is missing from the video."""
-    thumb = _as_format(files.thumbnail, "WEBP", work_dir / media.THUMBNAIL_NAME)
-    sprite = _as_format(files.spritesheet, "JPEG", work_dir / media.SPRITESHEET_NAME)
+    thumb = _as_format(files.thumbnail, "WEBP", work_dir / THUMBNAIL_NAME)
+    sprite = _as_format(files.spritesheet, "JPEG", work_dir / SPRITESHEET_NAME)
     if thumb is None or sprite is None:
         made = work_dir / "previews"
         made.mkdir(parents=True, exist_ok=True)
-        media.make_previews(files.video, made / media.THUMBNAIL_NAME,
-                            made / media.SPRITESHEET_NAME)
-        thumb = thumb or made / media.THUMBNAIL_NAME
-        sprite = sprite or made / media.SPRITESHEET_NAME
+        make_previews(files.video, made / THUMBNAIL_NAME, made / SPRITESHEET_NAME)
+        thumb = thumb or made / THUMBNAIL_NAME
+        sprite = sprite or made / SPRITESHEET_NAME
     return ResultFiles(files.video, thumb, sprite)
 
 

@@ -1,4 +1,4 @@
-"""The built-in renderer: procedural H.264 videos made on this machine's CPU.
+"""The built-in backend: procedural H.264 videos rendered on this machine's CPU.
 
 Not a generative model. It lets the whole gateway run with no network and no GPU. Renders run
 in a process pool so the event loop keeps serving; progress comes from a file the renderer
@@ -13,9 +13,12 @@ from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from .. import media
-from ..domain import COMPLETED, FAILED, IN_PROGRESS, INTERNAL_ERROR, INVALID_IMAGE, QUEUED
-from .base import Job, PollResult, ResultFiles
+from ...domain import COMPLETED, FAILED, IN_PROGRESS, INTERNAL_ERROR, INVALID_IMAGE, QUEUED
+from ...media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
+from ..base import Job, PollResult, ResultFiles
+from .progress import read_progress
+from .render import render_sandbox
+from .spec import RenderSpec
 
 
 class SandboxBackend:
@@ -61,7 +64,7 @@ class SandboxBackend:
 
     def _start(self, job: Job) -> None:
         req = job.request
-        spec = media.RenderSpec(
+        spec = RenderSpec(
             prompt=req.prompt,
             width=req.width,
             height=req.height,
@@ -73,7 +76,7 @@ class SandboxBackend:
         out = self._out_dir(job)
         out.mkdir(parents=True, exist_ok=True)
         self._renders[job.task_id] = self._executor().submit(
-            media.render_sandbox, spec, str(out), str(out / "progress")
+            render_sandbox, spec, str(out), str(out / "progress")
         )
 
     async def poll(self, job: Job) -> PollResult:
@@ -88,7 +91,7 @@ class SandboxBackend:
             self._admit()
             return PollResult(QUEUED if job.task_id in self._waiting else IN_PROGRESS, 0)
         if not render.done():
-            progress = media.read_progress(self._out_dir(job) / "progress")
+            progress = read_progress(self._out_dir(job) / "progress")
             return PollResult(IN_PROGRESS, min(progress or 0, 99))
         self._renders.pop(job.task_id, None)
         error = render.exception()
@@ -103,9 +106,9 @@ class SandboxBackend:
         self._renders.pop(job.task_id, None)
         out = self._out_dir(job)
         return ResultFiles(
-            video=out / media.VIDEO_NAME,
-            thumbnail=out / media.THUMBNAIL_NAME,
-            spritesheet=out / media.SPRITESHEET_NAME,
+            video=out / VIDEO_NAME,
+            thumbnail=out / THUMBNAIL_NAME,
+            spritesheet=out / SPRITESHEET_NAME,
         )
 
     async def cancel(self, job: Job) -> None:
