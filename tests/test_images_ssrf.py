@@ -382,6 +382,30 @@ async def test_connection_goes_to_the_checked_address(image_server, network_guar
     assert network_guard.connects == ["127.0.0.1"]
 
 
+async def test_a_name_that_rebinds_to_a_forbidden_address_is_refused(
+    image_server, network_guard, monkeypatch
+):
+    """Each fetch resolves once and dials what it checked: the first answer (127.0.0.1,
+    allowed) is fetched from, the next lookup's answer (127.0.0.2, not allowed) is refused
+    before any socket opens."""
+    answers = iter(["127.0.0.1", "127.0.0.2"])
+    table = {}
+    resolver = FakeResolver(table)
+
+    async def rebinding(host, port=0, family=socket.AF_INET):
+        table["rebind.example.test"] = [next(answers)]
+        return await FakeResolver.resolve(resolver, host, port, family)
+
+    resolver.resolve = rebinding
+    monkeypatch.setattr(netguard, "system_resolver", lambda: resolver)
+    url = f"http://rebind.example.test:{image_server.port}/red.png"
+    assert await load_reference(ImageInput(url=url), LOOPBACK_ONLY) == RED_PNG
+    error = await refused(url, LOOPBACK_ONLY)
+    assert "not an allowed address" in error.message
+    assert resolver.lookups == ["rebind.example.test"] * 2
+    assert network_guard.connects == ["127.0.0.1"] and len(image_server.hits) == 1
+
+
 def test_bad_allowed_network_fails_at_startup():
     with pytest.raises(ValueError):
         ImagePolicy(allowed_networks=("10.0.0.0/33",))
