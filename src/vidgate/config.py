@@ -18,6 +18,9 @@ from .channels import ChannelConfig, ConfigError, load_channels
 
 @dataclass
 class Settings:
+    """What the program reads. Built by `load_settings`, or directly (tests, embedding);
+    for a deployment the defaults that count are `Environment`'s."""
+
     data_dir: Path
     database_url: str
     secret: bytes
