@@ -8,8 +8,7 @@ import pytest
 from multidict import CIMultiDict
 
 from vidgate.backends.base import UNKNOWN, SubmitRefused, TransientError, UpstreamFailed
-from vidgate.backends.common import (
-    UpstreamResponse,
+from vidgate.backends.http.answers import (
     check_poll,
     check_submit,
     find_url,
@@ -18,6 +17,7 @@ from vidgate.backends.common import (
     read_status,
     retry_after,
 )
+from vidgate.backends.http.client import UpstreamResponse
 from vidgate.catalog import VideoRequest
 from vidgate.channels import ChannelConfig
 from vidgate.engine import pacing

@@ -14,21 +14,24 @@ import gzip
 import io
 import ipaddress
 import re
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import av
 import httpx
 import pytest
+from aiohttp import ThreadedResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from PIL import Image
 
 from support import await_for
-from vidgate import images
+from vidgate import images, netguard
 from vidgate.app import create_app, image_policy
 from vidgate.catalog import ImageInput
 from vidgate.config import Settings, load_settings
@@ -112,16 +115,35 @@ def network_guard() -> Iterator[Guard]:
     assert GUARD.refused == [], "a non-loopback connect or DNS lookup was attempted"
 
 
+class FakeResolver(AbstractResolver):
+    """Answers the FAKE_DNS names; every other name goes to the real resolver underneath
+    (which the audit hook lets resolve only `localhost` and numeric forms)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.lookups: list[str] = []
+        self.real = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        self.lookups.append(host)
+        if host not in self.table:
+            return await self.real.resolve(host, port, family)
+        return [answer(address, host, port) for address in self.table[host]]
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+def answer(address: str, host: str, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return {"hostname": host, "host": address, "port": port, "family": family,
+            "proto": 0, "flags": socket.AI_NUMERICHOST}
+
+
 @pytest.fixture(autouse=True)
 def fake_dns(monkeypatch) -> None:
-    real = images.resolve
-
-    async def resolve(host: str, port: int) -> list[str]:
-        if host in FAKE_DNS:
-            return FAKE_DNS[host]
-        return await real(host, port)
-
-    monkeypatch.setattr(images, "resolve", resolve)
+    monkeypatch.setattr(netguard, "system_resolver", lambda: FakeResolver(FAKE_DNS))
 
 
 # ---- a real image server on 127.0.0.1 ------------------------------------------------------
@@ -135,7 +157,8 @@ class ImageServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                server.hits.append((self.path, self.headers.get("Host", "")))
+                # unquoted: aiohttp percent-encodes '[' and ']' in a query, as RFC 3986 asks
+                server.hits.append((unquote(self.path), self.headers.get("Host", "")))
                 server.accept_encodings.append(self.headers.get("Accept-Encoding"))
                 server.route(self)
 
@@ -357,6 +380,30 @@ async def test_connection_goes_to_the_checked_address(image_server, network_guar
     assert await load_reference(ImageInput(url=url), LOOPBACK_ONLY) == RED_PNG
     assert image_server.hits == [("/red.png", f"images.example.test:{image_server.port}")]
     assert network_guard.connects == ["127.0.0.1"]
+
+
+async def test_a_name_that_rebinds_to_a_forbidden_address_is_refused(
+    image_server, network_guard, monkeypatch
+):
+    """Each fetch resolves once and dials what it checked: the first answer (127.0.0.1,
+    allowed) is fetched from, the next lookup's answer (127.0.0.2, not allowed) is refused
+    before any socket opens."""
+    answers = iter(["127.0.0.1", "127.0.0.2"])
+    table = {}
+    resolver = FakeResolver(table)
+
+    async def rebinding(host, port=0, family=socket.AF_INET):
+        table["rebind.example.test"] = [next(answers)]
+        return await FakeResolver.resolve(resolver, host, port, family)
+
+    resolver.resolve = rebinding
+    monkeypatch.setattr(netguard, "system_resolver", lambda: resolver)
+    url = f"http://rebind.example.test:{image_server.port}/red.png"
+    assert await load_reference(ImageInput(url=url), LOOPBACK_ONLY) == RED_PNG
+    error = await refused(url, LOOPBACK_ONLY)
+    assert "not an allowed address" in error.message
+    assert resolver.lookups == ["rebind.example.test"] * 2
+    assert network_guard.connects == ["127.0.0.1"] and len(image_server.hits) == 1
 
 
 def test_bad_allowed_network_fails_at_startup():

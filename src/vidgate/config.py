@@ -1,4 +1,5 @@
-"""Settings, read once from the environment (and later an optional vidgate.yaml)."""
+"""Settings: `Settings` is what the program reads; `load_settings` fills it from the
+VIDGATE_* environment variables (and the channels from vidgate.yaml)."""
 
 from __future__ import annotations
 
@@ -7,61 +8,19 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .channels import ChannelConfig, ConfigError, load_channels
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = (os.environ.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SystemExit(f"{name} must be 1/true or 0/false, got {raw!r}")
-
-
-def _env_networks(name: str) -> tuple[str, ...]:
-    """Comma-separated CIDRs, checked at start-up so a typo fails loudly, not per request."""
-    nets = tuple(n.strip() for n in (os.environ.get(name) or "").split(",") if n.strip())
-    for net in nets:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError as exc:
-            raise SystemExit(f"{name}: {net!r} is not an IP network ({exc})") from exc
-    return nets
-
-
-def _overage_policy(value: str) -> bool:
-    """'cap' (default): a longer video costs at most its hold; 'charge': bill all of it."""
-    if value not in ("cap", "charge"):
-        raise SystemExit(f"VIDGATE_OVERAGE_POLICY must be 'cap' or 'charge', got {value!r}")
-    return value == "charge"
-
-
 @dataclass
 class Settings:
+    """What the program reads. Built by `load_settings`, or directly (tests, embedding);
+    for a deployment the defaults that count are `Environment`'s."""
+
     data_dir: Path
     database_url: str
     secret: bytes
@@ -110,46 +69,78 @@ def _load_or_create_secret(data_dir: Path) -> bytes:
     return value.encode()
 
 
+class Environment(BaseSettings):
+    """Every VIDGATE_* variable with its type and default; an empty value means unset."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDGATE_", env_ignore_empty=True)
+
+    data_dir: Path = Path("./vidgate-data")
+    database_url: str | None = None        # None: vidgate.db in the data dir
+    secret: str | None = None              # None: generated once, kept in the data dir
+    config: Path | None = None
+    role: Literal["all", "api"] = "all"    # api: serve HTTP only, no engine
+    blob_url: str | None = None
+    public_url: str | None = None
+    url_ttl_seconds: int = 3600
+    retention_seconds: int = 7 * 24 * 3600
+    lease_seconds: float = 30.0
+    render_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
+    sandbox_fps: int = 24
+    task_deadline_seconds: int = 2 * 3600
+    max_upload_bytes: int = 20 * 1024 * 1024
+    image_allow_private: bool = False
+    image_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    image_fetch_timeout: float = 10.0
+    redis_url: str | None = None
+    admin_token: str | None = None
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 12
+    webhook_backoff_seconds: float = 5.0
+    # cap: a longer video costs at most its hold; charge: bill all of it
+    overage_policy: Literal["cap", "charge"] = "cap"
+    key_cache_seconds: float = 2.0
+    access_log: bool = False
+
+    @field_validator("image_allow_private", "access_log", mode="before")
+    @classmethod
+    def _bool(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value  # " true" is true
+
+    @field_validator("image_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> tuple[str, ...]:
+        """Comma-separated CIDRs, checked now so a typo fails loudly, not per request."""
+        if not isinstance(value, str):
+            return value
+        nets = tuple(n.strip() for n in value.split(",") if n.strip())
+        for net in nets:
+            ipaddress.ip_network(net, strict=False)
+        return nets
+
+
 def load_settings() -> Settings:
-    data_dir = Path(os.environ.get("VIDGATE_DATA_DIR") or "./vidgate-data").resolve()
+    try:
+        env = Environment()
+    except ValidationError as exc:  # name the variable, as the operator wrote it
+        raise SystemExit("\n".join(
+            f"VIDGATE_{str(e['loc'][0]).upper()}: {e['msg']}, got {e['input']!r}"
+            for e in exc.errors()
+        )) from exc
+    data_dir = env.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    database_url = os.environ.get("VIDGATE_DATABASE_URL") or (
-        f"sqlite+aiosqlite:///{data_dir / 'vidgate.db'}"
-    )
-    secret_env = os.environ.get("VIDGATE_SECRET")
-    secret = secret_env.encode() if secret_env else _load_or_create_secret(data_dir)
-    config = os.environ.get("VIDGATE_CONFIG")
-    role = os.environ.get("VIDGATE_ROLE", "all")
-    if role not in ("all", "api"):
-        raise SystemExit(f"VIDGATE_ROLE must be 'all' or 'api', got {role!r}")
     return Settings(
         data_dir=data_dir,
-        database_url=database_url,
-        secret=secret,
-        config_path=Path(config) if config else None,
-        blob_url=os.environ.get("VIDGATE_BLOB_URL") or None,
-        public_url=(os.environ.get("VIDGATE_PUBLIC_URL") or None),
-        url_ttl_seconds=_env_int("VIDGATE_URL_TTL_SECONDS", 3600),
-        retention_seconds=_env_int("VIDGATE_RETENTION_SECONDS", 7 * 24 * 3600),
-        lease_seconds=_env_float("VIDGATE_LEASE_SECONDS", 30.0),
-        render_workers=_env_int("VIDGATE_RENDER_WORKERS", max(1, (os.cpu_count() or 2) - 1)),
-        sandbox_fps=_env_int("VIDGATE_SANDBOX_FPS", 24),
-        task_deadline_seconds=_env_int("VIDGATE_TASK_DEADLINE_SECONDS", 2 * 3600),
-        max_upload_bytes=_env_int("VIDGATE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
-        image_allow_private=_env_bool("VIDGATE_IMAGE_ALLOW_PRIVATE", False),
-        image_allowed_networks=_env_networks("VIDGATE_IMAGE_ALLOWED_NETWORKS"),
-        image_fetch_timeout=_env_float("VIDGATE_IMAGE_FETCH_TIMEOUT", 10.0),
-        run_engine=role == "all",
-        channels=_channels(Path(config) if config else None),
-        redis_url=os.environ.get("VIDGATE_REDIS_URL") or None,
-        admin_token=os.environ.get("VIDGATE_ADMIN_TOKEN") or None,
-        webhook_timeout=_env_float("VIDGATE_WEBHOOK_TIMEOUT", 10.0),
-        webhook_max_attempts=_env_int("VIDGATE_WEBHOOK_MAX_ATTEMPTS", 12),
-        webhook_backoff_seconds=_env_float("VIDGATE_WEBHOOK_BACKOFF_SECONDS", 5.0),
-        charge_overage=_overage_policy(os.environ.get("VIDGATE_OVERAGE_POLICY") or "cap"),
-        key_cache_seconds=_env_float("VIDGATE_KEY_CACHE_SECONDS", 2.0),
-        access_log=_env_bool("VIDGATE_ACCESS_LOG", False),
+        database_url=env.database_url or f"sqlite+aiosqlite:///{data_dir / 'vidgate.db'}",
+        secret=env.secret.encode() if env.secret else _load_or_create_secret(data_dir),
+        config_path=env.config,
+        channels=_channels(env.config),
+        run_engine=env.role == "all",
+        charge_overage=env.overage_policy == "charge",
+        **env.model_dump(exclude=_DERIVED),  # the rest are named as in Settings
     )
+
+
+_DERIVED = {"data_dir", "database_url", "secret", "config", "role", "overage_policy"}
 
 
 def _channels(path: Path | None) -> list[ChannelConfig]:

@@ -7,7 +7,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .base import Job, PollResult
-from .common import HttpBackend, check_poll, check_submit, put_image, read_status, upstream_id
+from .http.answers import check_poll, check_submit, read_status, upstream_id
+from .http.base import HttpBackend, put_image
 
 
 class GenerationsBackend(HttpBackend):

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from ..images import sniff_image
 from .base import Job, PollResult, ResultFiles, TransientError
-from .common import (
-    HttpBackend,
-    check_poll,
-    check_submit,
-    read_status,
-    sniff_image,
-    upstream_id,
-)
+from .http.answers import check_poll, check_submit, read_status, upstream_id
+from .http.base import HttpBackend
 
 
 class OpenAIBackend(HttpBackend):

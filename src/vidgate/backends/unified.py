@@ -6,7 +6,8 @@ from typing import Any
 
 from ..catalog import ASPECT_RATIOS
 from .base import Job, PollResult
-from .common import HttpBackend, check_poll, check_submit, put_image, read_status, upstream_id
+from .http.answers import check_poll, check_submit, read_status, upstream_id
+from .http.base import HttpBackend, put_image
 
 _RATIO_OF_SIZE = {size: ratio for ratio, size in ASPECT_RATIOS.items()}
 

@@ -14,7 +14,7 @@ import random
 import time
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 from standardwebhooks import Webhook
 
 from ..store.outbox import Delivery, Outbox
@@ -42,13 +42,15 @@ class WebhookSender:
         self.tick = tick_seconds
         self._inflight: set[asyncio.Task] = set()
         self._stopping = asyncio.Event()
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        # trust_env: proxies from the environment apply to webhooks, as they always have
+        self._client = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True)
         try:
             while not self._stopping.is_set():
                 try:
@@ -61,7 +63,7 @@ class WebhookSender:
             for job in list(self._inflight):
                 job.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
-            await self._client.aclose()
+            await self._client.close()
 
     async def _claim_and_send(self) -> None:
         room = self.concurrency - len(self._inflight)
@@ -77,15 +79,16 @@ class WebhookSender:
     async def _deliver(self, delivery: Delivery) -> None:
         error = None
         try:
-            response = await self._client.post(
-                delivery.url, content=delivery.payload.encode(),
-                headers=signed_headers(delivery),
-            )
-            if 200 <= response.status_code < 300:
+            async with self._client.post(
+                delivery.url, data=delivery.payload.encode(),
+                headers=signed_headers(delivery), allow_redirects=False,
+            ) as response:
+                status = response.status
+            if 200 <= status < 300:
                 await self.outbox.delivered(delivery.id)
                 return
-            error = f"HTTP {response.status_code}"
-        except (httpx.HTTPError, OSError) as exc:
+            error = f"HTTP {status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         attempts = delivery.attempts + 1
         with contextlib.suppress(Exception):
