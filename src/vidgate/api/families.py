@@ -31,6 +31,7 @@ from .fields import generations_request, unified_request, videos_request
 from .responses import json_response
 
 Render = Callable[[Task, AssetLinks], dict[str, Any]]
+QUERY_IDS = ("task_id", "id")  # where a family without an id in its path reads it, in order
 Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
 
 
@@ -116,9 +117,9 @@ def _query_task_id(query_string: bytes) -> str | None:
     and nothing else is there, so FastAPI decides every unusual case."""
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     params = dict(pairs)
-    if len(params) != len(pairs) or not set(params) <= {"task_id", "id"}:
+    if len(params) != len(pairs) or not set(params) <= set(QUERY_IDS):
         return None
-    return params.get("task_id") or params.get("id")
+    return next((params[name] for name in QUERY_IDS if params.get(name)), None)
 
 
 # ---- FastAPI's view of the table ---------------------------------------------------------
@@ -139,9 +140,12 @@ def _create_endpoint(family: Family) -> Callable[..., Any]:
 def _read_endpoint(family: Family) -> Callable[..., Any]:
     """The status read, with the id as a path parameter named as the family names it, or as
     the query parameters `task_id` / `id` (FastAPI reads parameters off the signature)."""
+    in_path = family.status_prefix is not None
+    names = (family.id_param,) if in_path else QUERY_IDS
+
     async def read_task(request: Request, key: Owner, services: Deps, **ids: str | None
                         ) -> Response:
-        task_id = ids.get(family.id_param) or ids.get("id")
+        task_id = next((ids[name] for name in names if ids.get(name)), None)
         if not task_id:
             raise invalid("'task_id' is required (or 'id').", param="task_id")
         status, data, headers = await read(services, family, key.id, task_id,
@@ -150,11 +154,8 @@ def _read_endpoint(family: Family) -> Callable[..., Any]:
 
     fixed = list(inspect.signature(read_task).parameters.values())[:3]
     kind = inspect.Parameter.KEYWORD_ONLY
-    if family.status_prefix is not None:
-        ids = [inspect.Parameter(family.id_param, kind, annotation=str)]
-    else:
-        ids = [inspect.Parameter(name, kind, default=None, annotation=str | None)
-               for name in ("task_id", "id")]
+    ids = [inspect.Parameter(name, kind, annotation=str) if in_path else
+           inspect.Parameter(name, kind, default=None, annotation=str | None) for name in names]
     read_task.__signature__ = inspect.Signature(fixed + ids)  # type: ignore[attr-defined]
     return read_task
 
