@@ -38,7 +38,7 @@ class AppClient:
         self.app = app
         self.client = client
         self.key = key
-        self.services = app.state.services
+        self.services = app.services
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -63,8 +63,8 @@ class AppClient:
 @pytest.fixture
 async def app_client(settings: Settings):
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        _, key = await app.state.services.db.create_key("test")
+    async with app.lifespan():
+        _, key = await app.services.db.create_key("test")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield AppClient(app, client, key)

@@ -1,4 +1,4 @@
-"""The hot routes (api/hot_routes.py) answer exactly as FastAPI's routes do.
+"""The fast path (api/hot_routes.py) answers exactly as FastAPI's routes do.
 
 Each comparison sends the same request twice: first with the key cache empty, which sends it
 through FastAPI (and fills the cache), then again, which the hot path answers. A spy on
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from support import await_for
-from vidgate.api.hot_routes import GENERATIONS, QUERY, VIDEOS, match
+from vidgate.api.families import GENERATIONS, UNIFIED, VIDEOS, match_read
 
 UNSTABLE_HEADERS = {"date", "server"}
 
@@ -177,16 +177,16 @@ async def test_a_bug_on_the_fast_path_is_a_500_in_the_family_shape(app_client, s
 
 
 def test_match_takes_only_plain_status_routes() -> None:
-    assert match("/v1/videos/video_1", b"") == (VIDEOS, "video_1")
-    assert match("/v1/video/generations/video_1", b"") == (GENERATIONS, "video_1")
-    assert match("/v1/video/query", b"task_id=video_1") == (QUERY, "video_1")
-    assert match("/v1/video/query", b"id=video_1") == (QUERY, "video_1")
+    assert match_read("/v1/videos/video_1", b"") == (VIDEOS, "video_1")
+    assert match_read("/v1/video/generations/video_1", b"") == (GENERATIONS, "video_1")
+    assert match_read("/v1/video/query", b"task_id=video_1") == (UNIFIED, "video_1")
+    assert match_read("/v1/video/query", b"id=video_1") == (UNIFIED, "video_1")
     for path, query in [("/v1/videos/video_1/content", b""), ("/v1/videos/", b""),
                         ("/v1/videos", b""), ("/v1/video/query", b""),
                         ("/v1/video/query", b"task_id=a&id=b&x=1"),
                         ("/v1/video/query", b"task_id=a&task_id=b"),
                         ("/v1/video/generations/a/b", b""), ("/files/video_1/video", b"")]:
-        assert match(path, query) is None, (path, query)
+        assert match_read(path, query) is None, (path, query)
 
 
 # ---- creates ---------------------------------------------------------------------------

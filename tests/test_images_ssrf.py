@@ -461,11 +461,11 @@ class Api:
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[Api]:
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        _, key = await app.state.services.db.create_key("ssrf")
+    async with app.lifespan():
+        _, key = await app.services.db.create_key("ssrf")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield Api(c, {"Authorization": f"Bearer {key}"}, app.state.services)
+            yield Api(c, {"Authorization": f"Bearer {key}"}, app.services)
 
 
 # family route, image field, how to read the task back

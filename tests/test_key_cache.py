@@ -1,4 +1,4 @@
-"""KeyCache.resolve: concurrent misses of one key share one lookup (api/auth.py)."""
+"""KeyCache.resolve: concurrent misses of one key share one lookup (api/key_cache.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vidgate.api.auth import KeyCache
+from vidgate.api.key_cache import KeyCache
 from vidgate.store.db import ApiKey
 
 

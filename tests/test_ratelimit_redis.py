@@ -49,8 +49,8 @@ async def test_http_429_with_redis_backed_limits(settings, redis_url):
 
     settings.redis_url = redis_url
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        _, secret = await app.state.services.db.create_key("limited", rpm_limit=2)
+    async with app.lifespan():
+        _, secret = await app.services.db.create_key("limited", rpm_limit=2)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             h = {"Authorization": f"Bearer {secret}"}

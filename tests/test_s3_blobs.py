@@ -62,8 +62,8 @@ async def test_whole_flow_on_s3(s3, bucket, settings, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDGATE_S3_ENDPOINT_URL", s3.endpoint)
     settings.blob_url = f"s3://{bucket}/assets"
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        _, key = await app.state.services.db.create_key("s3")
+    async with app.lifespan():
+        _, key = await app.services.db.create_key("s3")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             client = type("C", (), {"client": c, "headers": lambda self, k=None: {

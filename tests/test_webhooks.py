@@ -121,8 +121,8 @@ async def test_undelivered_event_survives_a_restart(settings):
     settings.webhook_backoff_seconds = 0.2
     port = free_port()
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        services = app.state.services
+    async with app.lifespan():
+        services = app.services
         key, _ = await services.db.create_key("restart", webhook_url=f"http://127.0.0.1:{port}/")
         task = await services.tasks.create(
             key.id, RawVideoRequest(
@@ -138,7 +138,7 @@ async def test_undelivered_event_survives_a_restart(settings):
     receiver = Receiver(port=port)
     try:
         app = create_app(settings)
-        async with app.router.lifespan_context(app):
+        async with app.lifespan():
             await await_for(lambda: _count(receiver, 1), timeout=30, what="redelivery")
         (headers, body), = receiver.received
         assert _verify(key.webhook_secret, headers, body).data.id == task.id

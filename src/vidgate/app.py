@@ -1,64 +1,42 @@
-"""ASGI app factory: wires settings, storage, the task service, the engine and the routers."""
+"""ASGI app factory: wires settings, storage, the task service, the engine and the routes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-from fastapi import FastAPI, Request
-from starlette.types import Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, files, generations, unified, videos
+from .api import account, admin, families, files, videos
 from .api import errors as api_errors
-from .api.auth import KeyCache
 from .api.hot_routes import HotRoutes
+from .api.key_cache import KeyCache
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
 from .channels import ChannelConfig, load_channels
 from .config import Settings, load_settings
-from .domain import Task
 from .engine.janitor import Janitor
 from .engine.router import Router
 from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
 from .images import ImagePolicy
 from .ratelimit import RateLimiter
-from .signing import AssetLinks, Signer
+from .services import Services
+from .signing import Signer
 from .store.accounts import Accounts
-from .store.blobs import BlobStore, open_store
+from .store.blobs import open_store
 from .store.db import Database
 from .store.outbox import Outbox
 from .tasks import TaskService
 
 log = logging.getLogger("vidgate")
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    blobs: BlobStore
-    tasks: TaskService
-    signer: Signer
-    engine: Engine | None
-    limiter: RateLimiter
-    webhooks: WebhookSender | None
-    accounts: Accounts
-    janitor: Janitor | None
-    key_cache: KeyCache
-
-    def links(self, task: Task, request: Request) -> AssetLinks:
-        return self.links_at(task, str(request.base_url))
-
-    def links_at(self, task: Task, request_base_url: str) -> AssetLinks:
-        """Fresh signed links, under VIDGATE_PUBLIC_URL when set, else the request's base."""
-        base = self.settings.public_url or request_base_url
-        return self.signer.links(task, base, time.time())
 
 
 def channel_configs(settings: Settings) -> list[ChannelConfig]:
@@ -140,41 +118,57 @@ async def running(services: Services, backends: dict[str, Backend]) -> AsyncIter
         await services.db.close()
 
 
-class VidgateApp(FastAPI):
-    """The FastAPI app, with the hot routes (status reads, JSON creates) offered to
-    `HotRoutes` before FastAPI's own middleware and routing (api/hot_routes.py says why)."""
+class Gateway:
+    """The ASGI app vidgate serves: the fast path (`api/hot_routes.py`) around the FastAPI app.
 
-    hot_routes: HotRoutes | None = None
+    Middleware added with `add_middleware` wraps both, so it sees every request, the ones
+    the fast path answers included; the last one added runs first, as in Starlette. Routes,
+    OpenAPI and exception handlers stay on `api` (FastAPI); lifespan events pass through
+    to it.
+    """
+
+    def __init__(self, api: FastAPI, services: Services) -> None:
+        self.api = api
+        self.services = services
+        self.hot_routes = HotRoutes(api, services)
+        self._app: ASGIApp = self.hot_routes
+
+    @property
+    def state(self) -> State:
+        return self.api.state
+
+    def add_middleware(self, cls: Callable[..., ASGIApp], **options: Any) -> None:
+        self._app = cls(self._app, **options)
+
+    def lifespan(self) -> AbstractAsyncContextManager[Any]:
+        """The app's start-up and shut-down, for running it in-process (tests, tools)."""
+        return self.api.router.lifespan_context(self.api)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.hot_routes is not None and await self.hot_routes.answer(scope, receive, send):
-            return
-        await super().__call__(scope, receive, send)
+        await self._app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> Gateway:
     settings = settings or load_settings()
     services, backends = build_services(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.db.migrate()
         async with running(services, backends):
             yield
 
-    app = VidgateApp(title="vidgate", version="0.1.0", lifespan=lifespan)
-    app.state.services = services
-    app.hot_routes = HotRoutes(services)
-    api_errors.install(app)
-    app.include_router(videos.router)
-    app.include_router(generations.router)
-    app.include_router(unified.router)
-    app.include_router(files.router)
-    app.include_router(account.router)
-    app.include_router(admin.router)
+    api = FastAPI(title="vidgate", version="0.1.0", lifespan=lifespan)
+    api.state.services = services
+    api_errors.install(api)
+    api.include_router(families.router)
+    api.include_router(videos.router)
+    api.include_router(files.router)
+    api.include_router(account.router)
+    api.include_router(admin.router)
 
-    @app.get("/healthz", include_in_schema=False)
+    @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
         return {"ok": True}
 
-    return app
+    return Gateway(api, services)

@@ -46,3 +46,8 @@ def invalid(message: str, *, param: str | None = None, code: str = "invalid_requ
 
 def not_found(what: str = "video") -> ApiError:
     return ApiError(404, "task_not_exist", f"No {what} found with that id.")
+
+
+def expired() -> ApiError:
+    """A finished task whose assets were removed (retention) or are missing from the store."""
+    return ApiError(410, "video_expired", "The video's assets are no longer available.")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from .catalog import Catalog, RawVideoRequest, VideoRequest
 from .domain import COMPLETED, QUEUED, Task, new_task_id
-from .errors import ApiError, invalid, not_found
+from .errors import ApiError, expired, invalid, not_found
 from .images import ImagePolicy, load_reference
 from .store.blobs import BlobStore
 from .store.db import ApiKey, ConcurrencyLimitReached, Database
@@ -210,7 +210,7 @@ class TaskService:
             )
         key = task.asset_key(variant)
         if not task.assets_available(time.time()) or key is None:
-            raise ApiError(410, "video_expired", "The video's assets are no longer available.")
+            raise expired()
         return key
 
 

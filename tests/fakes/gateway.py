@@ -49,7 +49,7 @@ class Gateway:
         self.app = app
         self.client = client
         self.key = key
-        self.services = app.state.services
+        self.services = app.services
         self.db = self.services.db
 
     def headers(self) -> dict[str, str]:
@@ -92,8 +92,8 @@ async def gateway(tmp_path: Path, database_url: str, channels: list[ChannelConfi
                       render_workers=1, sandbox_fps=12, lease_seconds=10.0,
                       engine_tick_seconds=0.05, channels=channels, **settings)
     app = create_app(config)
-    async with app.router.lifespan_context(app):
-        _, key = await app.state.services.db.create_key("test")
+    async with app.lifespan():
+        _, key = await app.services.db.create_key("test")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      timeout=30) as client:

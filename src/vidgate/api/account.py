@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from .auth import Owner
+from .deps import Deps
 from .responses import json_response
 
 router = APIRouter()
 
 
 @router.get("/v1/account")
-async def account(request: Request, key: Owner) -> Response:
-    key = await request.app.state.services.accounts.get(key.id) or key  # a fresh balance
+async def account(key: Owner, services: Deps) -> Response:
+    key = await services.accounts.get(key.id) or key  # a fresh balance
     return json_response({
         "object": "account",
         "key_id": key.id,
@@ -29,7 +30,7 @@ async def account(request: Request, key: Owner) -> Response:
 
 
 @router.get("/v1/account/usage")
-async def account_usage(request: Request, key: Owner, since: int | None = None,
+async def account_usage(key: Owner, services: Deps, since: int | None = None,
                         until: int | None = None) -> Response:
-    rows = await request.app.state.services.accounts.usage(key.id, since, until)
+    rows = await services.accounts.usage(key.id, since, until)
     return json_response({"object": "list", "data": rows})

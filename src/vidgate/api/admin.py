@@ -10,15 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from starlette.responses import Response
 
 from ..errors import ApiError
+from ..services import Services
 from ..store.accounts import key_view
+from ..store.db import ApiKey
 from ..store.ledger import InsufficientBalance
+from .deps import Deps, services_of
 from .responses import json_response
 
 router = APIRouter(prefix="/admin")
 
 
 async def require_admin(request: Request) -> None:
-    settings = request.app.state.services.settings
+    settings = services_of(request).settings
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "Missing admin token: send 'Authorization: Bearer "
@@ -65,66 +68,66 @@ def _settings(body: KeySettings) -> dict[str, Any]:
     return values
 
 
-def _check_models(request: Request, models: list[str] | None) -> None:
-    known = request.app.state.services.tasks.catalog.models
+def _check_models(services: Services, models: list[str] | None) -> None:
+    known = services.tasks.catalog.models
     for name in models or []:
         if name not in known:
             raise ApiError(400, "model_not_found", f"Unknown model '{name}'.",
                            param="allowed_models")
 
 
-async def _existing(request: Request, key_id: str):
-    key = await request.app.state.services.accounts.get(key_id)
+async def _existing(services: Services, key_id: str) -> ApiKey:
+    key = await services.accounts.get(key_id)
     if key is None:
         raise ApiError(404, "not_found", f"No API key '{key_id}'.")
     return key
 
 
 @router.get("/keys")
-async def list_keys(request: Request, _: Admin) -> Response:
-    keys = await request.app.state.services.db.list_keys()
+async def list_keys(services: Deps, _: Admin) -> Response:
+    keys = await services.db.list_keys()
     return json_response({"object": "list", "data": [key_view(k) for k in keys]})
 
 
 @router.post("/keys")
-async def create_key(body: KeyCreate, request: Request, _: Admin) -> Response:
+async def create_key(body: KeyCreate, services: Deps, _: Admin) -> Response:
     values = _settings(body)
-    _check_models(request, values.get("allowed_models"))
+    _check_models(services, values.get("allowed_models"))
     name = values.pop("name", None) or ""
-    key, secret = await request.app.state.services.db.create_key(name, **values)
+    key, secret = await services.db.create_key(name, **values)
     return json_response({**key_view(key), "key": secret}, status=201)
 
 
 @router.get("/keys/{key_id}")
-async def get_key(key_id: str, request: Request, _: Admin) -> Response:
-    return json_response(key_view(await _existing(request, key_id)))
+async def get_key(key_id: str, services: Deps, _: Admin) -> Response:
+    return json_response(key_view(await _existing(services, key_id)))
 
 
 @router.patch("/keys/{key_id}")
-async def update_key(key_id: str, body: KeyUpdate, request: Request, _: Admin) -> Response:
+async def update_key(key_id: str, body: KeyUpdate, services: Deps, _: Admin) -> Response:
     values = _settings(body)
-    _check_models(request, values.get("allowed_models"))
-    await _existing(request, key_id)
-    key = await request.app.state.services.accounts.update(
+    _check_models(services, values.get("allowed_models"))
+    await _existing(services, key_id)
+    key = await services.accounts.update(
         key_id, values, rotate_webhook_secret=body.rotate_webhook_secret)
-    request.app.state.services.key_cache.clear()
+    services.key_cache.clear()
     return json_response(key_view(key))
 
 
 @router.post("/keys/{key_id}/revoke")
-async def revoke_key(key_id: str, request: Request, _: Admin) -> Response:
-    key = await _existing(request, key_id)
+async def revoke_key(key_id: str, services: Deps, _: Admin) -> Response:
+    key = await _existing(services, key_id)
     if key.revoked_at is None:
-        await request.app.state.services.db.revoke_key(key_id)
-        request.app.state.services.key_cache.clear()
-    return json_response(key_view(await _existing(request, key_id)))
+        await services.db.revoke_key(key_id)
+        services.key_cache.clear()
+    return json_response(key_view(await _existing(services, key_id)))
 
 
 @router.post("/keys/{key_id}/topup")
-async def top_up(key_id: str, body: TopUp, request: Request, _: Admin) -> Response:
-    await _existing(request, key_id)
+async def top_up(key_id: str, body: TopUp, services: Deps, _: Admin) -> Response:
+    await _existing(services, key_id)
     try:
-        balance = await request.app.state.services.accounts.top_up(
+        balance = await services.accounts.top_up(
             key_id, body.amount_micro, body.note)
     except InsufficientBalance as exc:
         raise ApiError(400, "invalid_request", "The balance cannot go below zero.",
@@ -133,14 +136,14 @@ async def top_up(key_id: str, body: TopUp, request: Request, _: Admin) -> Respon
 
 
 @router.get("/usage")
-async def usage(request: Request, _: Admin, key_id: str | None = None,
+async def usage(services: Deps, _: Admin, key_id: str | None = None,
                 since: int | None = None, until: int | None = None) -> Response:
-    rows = await request.app.state.services.accounts.usage(key_id, since, until)
+    rows = await services.accounts.usage(key_id, since, until)
     return json_response({"object": "list", "data": rows})
 
 
 @router.get("/ledger")
-async def ledger(request: Request, _: Admin, key_id: str | None = None,
+async def ledger(services: Deps, _: Admin, key_id: str | None = None,
                  limit: int = Query(100, ge=1, le=1000)) -> Response:
-    rows = await request.app.state.services.accounts.ledger(key_id, limit)
+    rows = await services.accounts.ledger(key_id, limit)
     return json_response({"object": "list", "data": rows})

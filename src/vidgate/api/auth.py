@@ -1,73 +1,20 @@
-"""API-key authentication: `Authorization: Bearer <key>` on every /v1 route."""
+"""API-key authentication: `Authorization: Bearer <key>` on every /v1 route.
+
+`authenticate` is the one rule, used by FastAPI's routes (`Owner`) and by the fast path
+(`api/hot_routes.py`), which asks it with `cached_only` so that a key it would have to look
+up goes to FastAPI instead.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from ..errors import ApiError
+from ..services import Services
 from ..store.db import ApiKey, hash_key
-
-
-class KeyCache:
-    """Recently seen valid keys, for `ttl` seconds.
-
-    A key lookup was a third of a status read's cost (bench/RESULTS.md). Only keys that were
-    found are kept, so a new key works at once; a revocation made by another process takes
-    effect within `ttl` (this process's admin API clears the cache itself). Money is never
-    read from here: creates load the key afresh.
-    """
-
-    def __init__(self, ttl: float = 2.0, max_entries: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._keys: dict[str, tuple[float, ApiKey]] = {}
-        self._lookups: dict[str, asyncio.Future[ApiKey | None]] = {}
-
-    async def resolve(self, digest: str,
-                      load: Callable[[], Awaitable[ApiKey | None]]) -> ApiKey | None:
-        """The cached key, or `load()`'s answer (cached when the key is usable).
-
-        Concurrent misses of one key share a single `load`: when a busy key's entry ran out,
-        every request in flight used to look it up at once, one after another on the
-        database, and waited up to 0.3 s (status reads at 32 clients: p99 332 ms -> 6 ms).
-        """
-        key = self.get(digest)
-        if key is not None:
-            return key
-        lookup = self._lookups.get(digest)
-        if lookup is None:
-            lookup = asyncio.ensure_future(self._load(digest, load))
-            self._lookups[digest] = lookup
-            lookup.add_done_callback(lambda _done: self._lookups.pop(digest, None))
-        return await asyncio.shield(lookup)
-
-    async def _load(self, digest: str,
-                    load: Callable[[], Awaitable[ApiKey | None]]) -> ApiKey | None:
-        key = await load()
-        if key is not None and key.revoked_at is None:
-            self.put(digest, key)
-        return key
-
-    def get(self, digest: str) -> ApiKey | None:
-        hit = self._keys.get(digest)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, digest: str, key: ApiKey) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._keys) >= self.max_entries:
-            self._keys.clear()
-        self._keys[digest] = (time.monotonic() + self.ttl, key)
-
-    def clear(self) -> None:
-        self._keys.clear()
+from .deps import services_of
 
 
 def bearer_digest(header: str) -> str | None:
@@ -79,17 +26,35 @@ def bearer_digest(header: str) -> str | None:
     return hash_key(secret)
 
 
-async def require_key(request: Request) -> ApiKey:
-    digest = bearer_digest(request.headers.get("authorization", ""))
-    if digest is None:
-        raise ApiError(401, "unauthorized", "Missing API key: send 'Authorization: Bearer <key>'.")
-    services = request.app.state.services
-    key = await services.key_cache.resolve(digest, lambda: services.db.key_for_hash(digest))
-    if key is None:
-        raise ApiError(401, "unauthorized", "Incorrect API key provided.")
-    if key.revoked_at is not None:
+async def authenticate(services: Services, authorization: str, *,
+                       cached_only: bool = False) -> ApiKey | None:
+    """The key an `Authorization` header names, counted against its rate limit.
+
+    Raises the 401 (missing, unknown or revoked key) or the 429; with `cached_only`, returns
+    None instead of looking a key up or refusing one (the caller lets the full path decide).
+    """
+    digest = bearer_digest(authorization)
+    if cached_only:
+        key = services.key_cache.get(digest) if digest else None
+        if key is None:
+            return None
+    else:
+        if digest is None:
+            raise ApiError(401, "unauthorized",
+                           "Missing API key: send 'Authorization: Bearer <key>'.")
+        key = await services.key_cache.resolve(digest,
+                                               lambda: services.db.key_for_hash(digest))
+        if key is None:
+            raise ApiError(401, "unauthorized", "Incorrect API key provided.")
+    if key.revoked_at is not None:  # never cached: KeyCache keeps usable keys only
         raise ApiError(401, "unauthorized", "This API key has been revoked.")
     await services.limiter.check(key.id, key.rpm_limit)
+    return key
+
+
+async def require_key(request: Request) -> ApiKey:
+    key = await authenticate(services_of(request), request.headers.get("authorization", ""))
+    assert key is not None  # only `cached_only` answers None
     return key
 
 

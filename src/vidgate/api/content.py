@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..domain import CONTENT_TYPES
-from ..errors import ApiError
+from ..errors import expired
 from ..store.blobs import BlobStore
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -24,10 +24,6 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # (more only while a slow client's socket holds a window), and big enough that mapping
 # costs nothing next to the copy into the socket.
 WINDOW_BYTES = 1024 * 1024
-
-
-def expired() -> ApiError:
-    return ApiError(410, "video_expired", "The video's assets are no longer available.")
 
 
 async def asset_response(request: Request, blobs: BlobStore, key: str, variant: str) -> Response:

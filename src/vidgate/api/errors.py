@@ -53,8 +53,14 @@ def error_body(error: ApiError, path: str) -> dict:
     }
 
 
+def error_answer(error: ApiError, path: str) -> tuple[int, dict, dict[str, str]]:
+    """Status, body and headers of an error on `path`: what both paths send."""
+    return error.status, error_body(error, path), error.headers or {}
+
+
 def error_response(error: ApiError, path: str) -> Response:
-    return json_response(error_body(error, path), status=error.status, headers=error.headers)
+    status, body, headers = error_answer(error, path)
+    return json_response(body, status, headers)
 
 
 def install(app: FastAPI) -> None:

@@ -9,42 +9,31 @@ part, an http(s) URL, a data: URL, a list of those (first one used), or an objec
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from fastapi import Request
 
 from ..catalog import ImageInput, RawVideoRequest
-from ..domain import Task
 from ..errors import invalid
-from ..store.db import ApiKey
-from ..tasks import TaskService
-from .bodies import Body, read_body
+from .bodies import Body
 
 
-@dataclass(frozen=True)
-class CreateRoute:
-    """How one family creates: its name, its body parser and TaskService.create's
-    family-specific defaults (default size, the status of an unknown model)."""
-
-    family: str
-    parse: Callable[[Body], RawVideoRequest]
-    options: dict[str, Any] = field(default_factory=dict)
-
-    async def create(self, tasks: TaskService, owner_id: str, body: Body,
-                     idempotency_key: str | None) -> Task:
-        return await tasks.create(owner_id, self.parse(body), family=self.family,
-                                  idempotency_key=idempotency_key, **self.options)
+def videos_request(body: Body) -> RawVideoRequest:
+    return raw_request(body, seconds_fields=("seconds", "duration"),
+                       image_fields=("input_reference", "image_url"))
 
 
-async def create_task(request: Request, key: ApiKey, route: CreateRoute) -> Task:
-    """Read the body and create the task with the request's Idempotency-Key."""
-    services = request.app.state.services
-    body = await read_body(request, services.settings.max_upload_bytes)
-    return await route.create(services.tasks, key.id, body,
-                              request.headers.get("idempotency-key"))
+def generations_request(body: Body) -> RawVideoRequest:
+    """`model` is required on this family, unlike the others."""
+    if body.first("model") is None:
+        raise invalid("'model' is required.", param="model")
+    return raw_request(body, seconds_fields=("duration", "seconds"),
+                       image_fields=("image", "image_url", "images", "input_reference"))
+
+
+def unified_request(body: Body) -> RawVideoRequest:
+    return raw_request(body, seconds_fields=("duration", "seconds"),
+                       image_fields=("images", "image_url", "image", "input_reference"))
 
 
 def raw_request(
@@ -77,13 +66,6 @@ def _metadata(value: Any) -> Any:
         except orjson.JSONDecodeError:
             return value  # the catalog rejects a non-object with param "metadata"
     return value
-
-
-def task_error(task: Task) -> dict[str, str] | None:
-    """The `error` field of every family: null, or the failure reason and its message."""
-    if not task.error_code:
-        return None
-    return {"code": task.error_code, "message": task.error_message or ""}
 
 
 def image_from_body(body: Body, *names: str) -> ImageInput | None:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ..domain import VARIANTS
-from ..errors import ApiError
+from ..errors import ApiError, not_found
 from ..signing import verify
 from .content import asset_response
+from .deps import Deps
 
 router = APIRouter()
 
@@ -21,15 +22,14 @@ def _forbidden(message: str) -> ApiError:
 
 @router.api_route("/files/{task_id}/{variant}", methods=["GET", "HEAD"])
 async def signed_file(
-    task_id: str, variant: str, request: Request, exp: str = "", sig: str = ""
+    task_id: str, variant: str, request: Request, services: Deps, exp: str = "", sig: str = ""
 ) -> Response:
-    services = request.app.state.services
     if variant not in VARIANTS or not exp.isdigit() or not sig:
         raise _forbidden("Invalid signed URL.")
     if not verify(services.settings.secret, task_id, variant, int(exp), sig, time.time()):
         raise _forbidden("This URL has expired or its signature does not match.")
     task = await services.db.get_task(task_id)
     if task is None:
-        raise ApiError(404, "task_not_exist", "No video found with that id.")
+        raise not_found()
     blob_key = services.tasks.asset_key(task, variant)
     return await asset_response(request, services.blobs, blob_key, variant)

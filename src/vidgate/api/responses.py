@@ -17,8 +17,8 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 async def send_json(send: Send, data: Any, status: int = 200,
                     headers: dict[str, str] | None = None) -> None:
-    """The same response as `json_response`, sent as raw ASGI messages: for the status-read
-    path (api/status_reads.py), where building a Response object was a twentieth of a read."""
+    """The same response as `json_response`, sent as raw ASGI messages: for the fast path
+    (api/hot_routes.py), where building a Response object was a twentieth of a status read."""
     body = orjson.dumps(data)
     raw = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
