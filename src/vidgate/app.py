@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from starlette.types import Receive, Scope, Send
 
-from .api import account, admin, files, generations, unified, videos
+from .api import account, admin, files, generations, models, unified, videos
 from .api import errors as api_errors
 from .api.auth import KeyCache
 from .api.hot_routes import HotRoutes
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
-from .channels import ChannelConfig, load_channels
+from .channels import ChannelConfig, GatewayConfig, default_channels, load_config
 from .config import Settings, load_settings
 from .domain import Task
 from .engine.janitor import Janitor
@@ -61,10 +61,16 @@ class Services:
         return self.signer.links(task, base, time.time())
 
 
+def gateway_config(settings: Settings) -> GatewayConfig:
+    """The catalog and channels: as given in the settings, else read from config_path."""
+    if settings.channels is None and settings.catalog is None:
+        return load_config(settings.config_path)
+    catalog = settings.catalog or Catalog()
+    return GatewayConfig(catalog, settings.channels or default_channels(catalog))
+
+
 def channel_configs(settings: Settings) -> list[ChannelConfig]:
-    if settings.channels is not None:
-        return settings.channels
-    return load_channels(settings.config_path)
+    return gateway_config(settings).channels
 
 
 def build_backends(settings: Settings) -> dict[str, Backend]:
@@ -87,7 +93,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     blobs = open_store(settings.blob_url, settings.data_dir)
     backends = build_backends(settings)
     router = Router.build(channel_configs(settings), backends)
-    catalog = Catalog()
+    catalog = gateway_config(settings).catalog
     engine = None
     if settings.run_engine:
         engine = Engine(
@@ -97,8 +103,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             router=router,
             lease_seconds=settings.lease_seconds,
             tick_seconds=settings.engine_tick_seconds,
-            pricing=lambda task, seconds: catalog.delivered_price(
-                task.model, task.width, task.height, seconds),
+            pricing=catalog.settlement_price,
         )
     service = TaskService(
         db, blobs, catalog,
@@ -172,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(account.router)
     app.include_router(admin.router)
+    app.include_router(models.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

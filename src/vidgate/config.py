@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .channels import ChannelConfig, ConfigError, load_channels
+from .catalog import Catalog
+from .channels import ChannelConfig, ConfigError, GatewayConfig, load_config
 
 
 def _env_int(name: str, default: int) -> int:
@@ -90,6 +91,8 @@ class Settings:
     access_log: bool = False
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
+    # Public models from vidgate.yaml; None means "read config_path" (or the built-ins).
+    catalog: Catalog | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -120,6 +123,7 @@ def load_settings() -> Settings:
     secret = secret_env.encode() if secret_env else _load_or_create_secret(data_dir)
     config = os.environ.get("VIDGATE_CONFIG")
     role = os.environ.get("VIDGATE_ROLE", "all")
+    gateway = _gateway(Path(config) if config else None)
     if role not in ("all", "api"):
         raise SystemExit(f"VIDGATE_ROLE must be 'all' or 'api', got {role!r}")
     return Settings(
@@ -140,7 +144,8 @@ def load_settings() -> Settings:
         image_allowed_networks=_env_networks("VIDGATE_IMAGE_ALLOWED_NETWORKS"),
         image_fetch_timeout=_env_float("VIDGATE_IMAGE_FETCH_TIMEOUT", 10.0),
         run_engine=role == "all",
-        channels=_channels(Path(config) if config else None),
+        channels=gateway.channels,
+        catalog=gateway.catalog,
         redis_url=os.environ.get("VIDGATE_REDIS_URL") or None,
         admin_token=os.environ.get("VIDGATE_ADMIN_TOKEN") or None,
         webhook_timeout=_env_float("VIDGATE_WEBHOOK_TIMEOUT", 10.0),
@@ -152,9 +157,9 @@ def load_settings() -> Settings:
     )
 
 
-def _channels(path: Path | None) -> list[ChannelConfig]:
+def _gateway(path: Path | None) -> GatewayConfig:
     """Read vidgate.yaml now, so a bad file stops start-up instead of a task later."""
     try:
-        return load_channels(path)
+        return load_config(path)
     except ConfigError as exc:
         raise SystemExit(f"invalid configuration: {exc}") from exc
