@@ -202,6 +202,15 @@ def load_config(path: Path | None) -> GatewayConfig:
     return GatewayConfig(catalog, channels)
 
 
+def load_or_exit(path: Path | None) -> GatewayConfig:
+    """`load_config`, ending the process with the problems when the file is wrong: how both
+    start-up and `vidgate check-config` report it."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise SystemExit(f"invalid configuration: {exc}") from exc
+
+
 def _where(path: Path, index: int, name: Any) -> str:
     label = f"channel '{name}'" if isinstance(name, str) else f"channel #{index + 1}"
     return f"{path}: {label} (channels[{index}])"

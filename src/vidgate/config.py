@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import Catalog
-from .channels import ChannelConfig, ConfigError, GatewayConfig, load_config
+from .channels import ChannelConfig, load_or_exit
 
 
 def _env_int(name: str, default: int) -> int:
@@ -123,7 +123,7 @@ def load_settings() -> Settings:
     secret = secret_env.encode() if secret_env else _load_or_create_secret(data_dir)
     config = os.environ.get("VIDGATE_CONFIG")
     role = os.environ.get("VIDGATE_ROLE", "all")
-    gateway = _gateway(Path(config) if config else None)
+    gateway = load_or_exit(Path(config) if config else None)  # a bad file stops start-up
     if role not in ("all", "api"):
         raise SystemExit(f"VIDGATE_ROLE must be 'all' or 'api', got {role!r}")
     return Settings(
@@ -156,10 +156,3 @@ def load_settings() -> Settings:
         access_log=_env_bool("VIDGATE_ACCESS_LOG", False),
     )
 
-
-def _gateway(path: Path | None) -> GatewayConfig:
-    """Read vidgate.yaml now, so a bad file stops start-up instead of a task later."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise SystemExit(f"invalid configuration: {exc}") from exc

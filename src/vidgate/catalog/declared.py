@@ -161,13 +161,7 @@ def _check_names(path: Path, entries: list[ModelEntry], keep_builtins: bool) -> 
 
 
 def _model(entry: ModelEntry, created: int) -> Model:
-    tiers = []
-    for tier in entry.prices:
-        pixels = None
-        if tier.max_size is not None:
-            w, h = parse_size(tier.max_size)
-            pixels = w * h
-        tiers.append(PriceTier(pixels, usd_to_micro(tier.usd_per_second)))
+    tiers = [PriceTier(t.max_size, usd_to_micro(t.usd_per_second)) for t in entry.prices]
     return Model(
         name=entry.name,
         sizes=tuple(entry.sizes),

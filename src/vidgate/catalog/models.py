@@ -11,7 +11,6 @@ STANDARD_SIZES = ("1280x720", "720x1280", "1920x1080", "1080x1920", "1080x1080",
 PRO_EXTRA_SIZES = ("1792x1024", "1024x1792")
 SECONDS = (4, 5, 8, 10, 12, 15, 16, 20)
 DEFAULT_SECONDS = 4  # the built-ins' length when a request gives none (spec section 3)
-P720 = 1280 * 720  # pixels of 720p: the first price tier of the built-ins
 # What the built-ins' `aspect_ratio` values give (spec section 3). The catalog derives the
 # same answers from any model's sizes; the unified backend reads this to name a size's ratio.
 ASPECT_RATIOS = {"16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720"}
@@ -73,8 +72,9 @@ def _pixels(size: str) -> int:
 
 BUILTIN_MODELS: tuple[Model, ...] = (
     Model("sora-2", STANDARD_SIZES, SECONDS,
-          (PriceTier(P720, 100_000), PriceTier(None, 300_000))),
+          (PriceTier("1280x720", 100_000), PriceTier(None, 300_000))),
     Model("sora-2-pro", STANDARD_SIZES + PRO_EXTRA_SIZES, SECONDS,
-          (PriceTier(P720, 300_000), PriceTier(1792 * 1024, 500_000), PriceTier(None, 700_000))),
+          (PriceTier("1280x720", 300_000), PriceTier("1792x1024", 500_000),
+           PriceTier(None, 700_000))),
 )
 DEFAULT_MODELS: dict[str, Model] = {m.name: m for m in BUILTIN_MODELS}

@@ -13,10 +13,18 @@ MICRO = 1_000_000
 
 @dataclass(frozen=True)
 class PriceTier:
-    """Per-second price in micro-USD for sizes of at most `max_pixels` pixels (None: any)."""
+    """Per-second price in micro-USD for sizes with at most as many pixels as `max_size`
+    (None: any size)."""
 
-    max_pixels: int | None
+    max_size: str | None
     micro_usd_per_second: int
+
+    @property
+    def max_pixels(self) -> int | None:
+        if self.max_size is None:
+            return None
+        width, height = self.max_size.split("x")
+        return int(width) * int(height)
 
 
 def usd_to_micro(usd: float) -> int:
