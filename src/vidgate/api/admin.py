@@ -66,9 +66,9 @@ def _settings(body: KeySettings) -> dict[str, Any]:
 
 
 def _check_models(request: Request, models: list[str] | None) -> None:
-    known = request.app.state.services.tasks.catalog.models
+    catalog = request.app.state.services.tasks.catalog
     for name in models or []:
-        if name not in known:
+        if catalog.canonical(name) is None:  # a model's name or one of its aliases
             raise ApiError(400, "model_not_found", f"Unknown model '{name}'.",
                            param="allowed_models")
 
