@@ -3,7 +3,9 @@ replace or drop the built-ins, and every mistake names the file, the model and t
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -198,3 +200,33 @@ def test_check_config_fails_with_start_up_messages(tmp_path):
     assert started.stderr.strip().splitlines()[-len(lines):] == lines
     missing = _check_config(env, str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1 and "cannot read the configuration file" in missing.stderr
+
+
+def _yaml_examples() -> list[tuple[str, str]]:
+    """Every ```yaml block of the README and docs/backends.md that is a whole vidgate.yaml."""
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for doc in ("README.md", "docs/backends.md"):
+        text = (root / doc).read_text()
+        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, re.S)):
+            data = yaml.safe_load(block)
+            if isinstance(data, dict) and ("models" in data or "channels" in data):
+                found.append((f"{doc}#{i}", block))
+    return found
+
+
+@pytest.mark.parametrize("where, block", _yaml_examples())
+def test_documented_files_load(tmp_path, monkeypatch, where, block):
+    data = yaml.safe_load(block)
+    for channel in data.get("channels") or []:
+        if channel.get("api_key_env"):
+            monkeypatch.setenv(channel["api_key_env"], "set")
+    config = load_config(write(tmp_path, block))
+    for entry in data.get("models") or []:
+        assert entry["name"] in config.catalog.models, where
+
+
+def test_the_docs_cover_models(tmp_path):
+    examples = dict(_yaml_examples())
+    assert any("models" in yaml.safe_load(b) for w, b in examples.items()
+               if w.startswith("README")) and len(examples) >= 5

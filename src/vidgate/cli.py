@@ -164,7 +164,8 @@ def check_config(
 def describe_model(model: Model, channels: list[ChannelConfig]) -> list[str]:
     """What check-config prints about one model: its limits, prices and channels."""
     aliases = f" (aliases: {', '.join(model.aliases)})" if model.aliases else ""
-    tiers = [f"{'up to ' + t.max_size if t.max_size else 'larger'}: "
+    last = "larger" if len(model.prices) > 1 else "any size"
+    tiers = [f"{'up to ' + t.max_size if t.max_size else last}: "
              f"{t.micro_usd_per_second / 1e6:g} USD/s" for t in model.prices]
     lines = [
         f"{model.name}{aliases}",
