@@ -40,7 +40,7 @@ class Model:
         """The smallest of this model's sizes with that aspect ratio (the cheapest tier; for
         the built-ins it gives 16:9 -> 1280x720, 9:16 -> 720x1280, 1:1 -> 720x720)."""
         matching = [s for s in self.sizes if same_ratio(parse_size(s), ratio)]
-        return min(matching, key=lambda s: _pixels(s), default=None)
+        return min(matching, key=_pixels, default=None)
 
     def ratios(self) -> list[str]:
         """The aspect ratios this model has a size for, as `W:H` (for error messages)."""
