@@ -25,11 +25,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .catalog import Catalog
-from .catalog.declared import ModelEntry, build_catalog
+from .catalog.declared import ModelEntry, build_catalog, check_size
 from .catalog.declared import where as declared_where
 
 KINDS = ("sandbox", "openai", "generations", "unified")
-_SIZE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # Extra fields open-model servers (SGLang Diffusion, vLLM-Omni, FastVideo) understand; a
@@ -95,12 +94,7 @@ class ChannelConfig(BaseModel):
     @field_validator("sizes")
     @classmethod
     def _sizes(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        for size in value:
-            if not _SIZE.match(size):
-                raise ValueError(f"'{size}' is not WIDTHxHEIGHT")
-        return value
+        return None if value is None else [check_size(size) for size in value]
 
     @field_validator("seconds")
     @classmethod
