@@ -4,6 +4,10 @@ Random sequences of create / complete with other seconds / fail / cancel / delet
 under both overage policies: the balance always equals the sum of the ledger, never goes
 below zero, a failed task costs nothing, and a completed one costs what was delivered, at
 most its hold (or, with the "charge" policy, at most its hold plus what the balance had).
+
+It runs on the built-in catalog and on one with two models declared in vidgate.yaml; holds
+and charges are checked against the price tables below, written out independently of the
+catalog's code.
 """
 
 from __future__ import annotations
@@ -19,14 +23,58 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from support import fresh_database_url
 from vidgate.catalog import Catalog, RawVideoRequest
+from vidgate.channels import load_config
 from vidgate.domain import COMPLETED, FAILED, QUEUED, Task, new_task_id
 from vidgate.store.accounts import Accounts
 from vidgate.store.db import ConcurrencyLimitReached, Database
 from vidgate.store.ledger import InsufficientBalance
 from vidgate.store.schema import tasks
 
-CATALOG = Catalog()
-SIZES = ["720x720", "1280x720", "1920x1080", "1792x1024"]
+# (pixels up to, USD per second) per model; None: any larger size. Spec section 3 for the
+# built-ins, the YAML below for the declared ones.
+BUILTIN_PRICES = {
+    "sora-2": [(1280 * 720, 0.10), (None, 0.30)],
+    "sora-2-pro": [(1280 * 720, 0.30), (1792 * 1024, 0.50), (None, 0.70)],
+}
+DECLARED_YAML = """
+models:
+  - name: veo-3.1
+    sizes: ["1280x720", "720x1280", "1920x1080", "1080x1920"]
+    seconds: [4, 6, 8]
+    prices:
+      - {max_size: "1280x720", usd_per_second: 0.15}
+      - {usd_per_second: 0.40}
+    aliases: ["veo-3.1-generate-preview"]
+  - name: wan-2.2
+    sizes: ["848x480", "480x848", "1280x720", "960x960", "1920x1080"]
+    seconds: [3, 5, 9]
+    prices:
+      - {max_size: "848x480", usd_per_second: 0.0333}
+      - {max_size: "960x960", usd_per_second: 0.071}
+      - {usd_per_second: 0.1999}
+"""
+DECLARED_PRICES = {
+    **BUILTIN_PRICES,
+    "veo-3.1": [(1280 * 720, 0.15), (None, 0.40)],
+    "wan-2.2": [(848 * 480, 0.0333), (960 * 960, 0.071), (None, 0.1999)],
+}
+
+
+def expected_price(prices, model, width, height, seconds) -> int:
+    """The price table's answer in micro-USD: whole seconds (nearest, at least one)."""
+    usd = next(usd for limit, usd in prices[model] if limit is None or width * height <= limit)
+    return round(usd * 1_000_000) * max(1, round(seconds))
+
+
+@pytest.fixture(params=["built-in", "declared"])
+def catalog_and_prices(request, tmp_path):
+    if request.param == "built-in":
+        return Catalog(), BUILTIN_PRICES
+    path = tmp_path / "vidgate.yaml"
+    path.write_text(DECLARED_YAML)
+    catalog = load_config(path).catalog
+    assert set(catalog.models) == set(DECLARED_PRICES)
+    return catalog, DECLARED_PRICES
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +89,9 @@ def loop_and_db(tmp_path_factory):
     cleanup()
 
 
-def make_machine(loop, db):
+def make_machine(loop, db, catalog, prices):
     accounts = Accounts(db)
+    names = list(catalog.models) + [a for m in catalog.models.values() for a in m.aliases]
 
     class Billing(RuleBasedStateMachine):
         @initialize(start=st.integers(0, 5_000_000), overage=st.booleans())
@@ -52,20 +101,23 @@ def make_machine(loop, db):
             self.open: list[str] = []
             self.finished: dict[str, str] = {}
 
-        @rule(model=st.sampled_from(["sora-2", "sora-2-pro"]), size=st.sampled_from(SIZES),
-              seconds=st.sampled_from([4, 8, 12, 20]))
-        def create(self, model, size, seconds):
-            if model == "sora-2" and size == "1792x1024":
-                size = "1280x720"
-            req = CATALOG.normalize(RawVideoRequest(prompt="p", model=model, size=size,
+        @rule(data=st.data(), name=st.sampled_from(names))
+        def create(self, data, name):
+            model = catalog.get(name)
+            size = data.draw(st.sampled_from(model.sizes))
+            seconds = data.draw(st.sampled_from(model.seconds))
+            req = catalog.normalize(RawVideoRequest(prompt="p", model=name, size=size,
                                                     seconds=seconds))
+            assert req.model == model.name  # an alias is stored as the model it stands for
+            hold = catalog.price(req)
+            assert hold == expected_price(prices, model.name, req.width, req.height, seconds)
             now = time.time()
             task = Task(id=new_task_id(), owner_id=self.key.id, family="videos",
                         model=req.model, prompt=req.prompt, width=req.width,
                         height=req.height, seconds=req.seconds, seed=0, status=QUEUED,
                         progress=0, created_at=int(now), status_updated_at=int(now),
                         deadline_at=now + 3600, backend="sandbox", next_poll_at=now,
-                        hold_micro=CATALOG.price(req))
+                        hold_micro=hold)
             before = balance(self.key.id)
             try:
                 run(db.insert_task(task))
@@ -83,7 +135,9 @@ def make_machine(loop, db):
             if task_id is None:
                 return
             task = run(db.get_task(task_id))
-            charge = CATALOG.delivered_price(task.model, task.width, task.height, delivered)
+            charge = catalog.settlement_price(task, delivered)
+            assert charge == expected_price(prices, task.model, task.width, task.height,
+                                            delivered)
             before = balance(self.key.id)
             if self._finish(task_id, COMPLETED, charge, delivered_seconds=delivered):
                 got = run(db.get_task(task_id))
@@ -182,9 +236,9 @@ def make_machine(loop, db):
     return Billing
 
 
-def test_money_rules_hold_for_any_sequence(loop_and_db):
+def test_money_rules_hold_for_any_sequence(loop_and_db, catalog_and_prices):
     loop, db = loop_and_db
-    machine = make_machine(loop, db)
+    machine = make_machine(loop, db, *catalog_and_prices)
     machine.TestCase.settings = settings(
         max_examples=25, stateful_step_count=25, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

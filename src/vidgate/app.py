@@ -13,14 +13,14 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, families, files, videos
+from .api import account, admin, families, files, models, videos
 from .api import errors as api_errors
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
 from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
-from .channels import ChannelConfig, load_channels
+from .channels import ChannelConfig, GatewayConfig, default_channels, load_config
 from .config import Settings, load_settings
 from .engine.janitor import Janitor
 from .engine.router import Router
@@ -39,10 +39,16 @@ from .tasks import TaskService
 log = logging.getLogger("vidgate")
 
 
+def gateway_config(settings: Settings) -> GatewayConfig:
+    """The catalog and channels: as given in the settings, else read from config_path."""
+    if settings.channels is None and settings.catalog is None:
+        return load_config(settings.config_path)
+    catalog = settings.catalog or Catalog()
+    return GatewayConfig(catalog, settings.channels or default_channels(catalog))
+
+
 def channel_configs(settings: Settings) -> list[ChannelConfig]:
-    if settings.channels is not None:
-        return settings.channels
-    return load_channels(settings.config_path)
+    return gateway_config(settings).channels
 
 
 def build_backends(settings: Settings) -> dict[str, Backend]:
@@ -65,7 +71,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     blobs = open_store(settings.blob_url, settings.data_dir)
     backends = build_backends(settings)
     router = Router.build(channel_configs(settings), backends)
-    catalog = Catalog()
+    catalog = gateway_config(settings).catalog
     engine = None
     if settings.run_engine:
         engine = Engine(
@@ -75,8 +81,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             router=router,
             lease_seconds=settings.lease_seconds,
             tick_seconds=settings.engine_tick_seconds,
-            pricing=lambda task, seconds: catalog.delivered_price(
-                task.model, task.width, task.height, seconds),
+            pricing=catalog.settlement_price,
         )
     service = TaskService(
         db, blobs, catalog,
@@ -166,6 +171,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.include_router(files.router)
     api.include_router(account.router)
     api.include_router(admin.router)
+    api.include_router(models.router)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

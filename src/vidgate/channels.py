@@ -1,18 +1,22 @@
-"""Channels: the backends an operator configures in `vidgate.yaml`, validated at start-up.
+"""`vidgate.yaml`: the public models and the channels that serve them, validated at start-up.
 
-A channel is one upstream: a protocol kind, a base URL, a credential read from the
-environment, the public models it serves (and their upstream names), what sizes and lengths
-it accepts, and the limits the gateway must respect when talking to it. The file is checked
-with pydantic models so a typo stops the server at start-up with a message that names the
-file, the channel and the field, instead of failing a task at 3 a.m.
+The file's `models` list and `default_models` switch make the catalog (catalog/declared.py
+checks the entries). A channel is one upstream: a protocol kind, a base URL, a credential
+read from the environment, the public models it serves (and their upstream names), what
+sizes and lengths it accepts, and the limits the gateway must respect when talking to it.
+The file is checked with pydantic models so a typo stops the server at start-up with a
+message that names the file, the model or channel and the field, instead of failing a task
+at 3 a.m.
 
-Without a file, one built-in sandbox channel serves every public model.
+Without a file, or without `channels` in it, one built-in sandbox channel serves every public
+model.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +24,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .catalog import DEFAULT_MODELS
+from .catalog import Catalog
+from .catalog.declared import ModelEntry, build_catalog, check_size
+from .catalog.declared import where as declared_where
 from .kinds import KINDS
 
-_SIZE = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # Extra fields open-model servers (SGLang Diffusion, vLLM-Omni, FastVideo) understand; a
@@ -111,12 +116,7 @@ class ChannelConfig(BaseModel):
     @field_validator("sizes")
     @classmethod
     def _sizes(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        for size in value:
-            if not _SIZE.match(size):
-                raise ValueError(f"'{size}' is not WIDTHxHEIGHT")
-        return value
+        return None if value is None else [check_size(size) for size in value]
 
     @field_validator("seconds")
     @classmethod
@@ -150,7 +150,22 @@ class ChannelConfig(BaseModel):
 class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channels: list[ChannelConfig] = Field(min_length=1)
+    models: list[ModelEntry] = Field(default_factory=list)
+    default_models: bool = Field(default=True, strict=True)
+    channels: list[ChannelConfig] | None = Field(default=None, min_length=1)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """What `vidgate.yaml` describes: the public models and the channels serving them."""
+
+    catalog: Catalog
+    channels: list[ChannelConfig]
+
+    def channels_for(self, model: str) -> list[ChannelConfig]:
+        """The channels that map `model`, best priority first."""
+        return sorted((ch for ch in self.channels if model in ch.models),
+                      key=lambda ch: -ch.priority)
 
 
 def origin_of(url: str) -> str:
@@ -160,41 +175,59 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-def default_channels() -> list[ChannelConfig]:
-    """What runs without a config file: the built-in renderer serves every public model."""
-    return [ChannelConfig(name="sandbox", kind="sandbox",
-                          models={m: m for m in DEFAULT_MODELS})]
+def default_channels(catalog: Catalog | None = None) -> list[ChannelConfig]:
+    """What runs without channels in a file: the built-in renderer serves every public model."""
+    names = (catalog or Catalog()).models
+    return [ChannelConfig(name="sandbox", kind="sandbox", models={m: m for m in names})]
 
 
-def load_channels(path: Path | None, known_models: set[str] | None = None) -> list[ChannelConfig]:
-    """Read and check the channels of `path`; no path means the default sandbox channel.
+def load_channels(path: Path | None) -> list[ChannelConfig]:
+    """The channels of `path` (no path: the default sandbox channel); see `load_config`."""
+    return load_config(path).channels
 
-    Raises ConfigError naming the file, the channel and the field of the first problems.
+
+def load_config(path: Path | None) -> GatewayConfig:
+    """Read and check `path`; no path means the built-in models on the sandbox channel.
+
+    Raises ConfigError naming the file, the model or channel, and the field of every problem
+    found.
     """
     if path is None:
-        return default_channels()
-    known = known_models if known_models is not None else set(DEFAULT_MODELS)
+        return GatewayConfig(Catalog(), default_channels())
     try:
         raw = yaml.safe_load(Path(path).read_text())
+        created = int(Path(path).stat().st_mtime)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'channels' list at the top")
+        raise ConfigError(f"{path}: expected a mapping with 'models' and/or 'channels' lists "
+                          "at the top")
     try:
         config = ConfigFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(path, raw, exc)) from None
-    problems = [p for i, ch in enumerate(config.channels) for p in _check(path, i, ch, known)]
+    catalog, problems = build_catalog(path, config.models, config.default_models, created)
+    channels = config.channels or default_channels(catalog)
+    problems += [p for i, ch in enumerate(channels) for p in _check(path, i, ch, catalog)]
     seen: set[str] = set()
-    for i, ch in enumerate(config.channels):
+    for i, ch in enumerate(channels):
         if ch.name in seen:
             problems.append(f"{_where(path, i, ch.name)}: field 'name': duplicate channel name")
         seen.add(ch.name)
     if problems:
         raise ConfigError("\n".join(problems))
-    return config.channels
+    return GatewayConfig(catalog, channels)
+
+
+def load_or_exit(path: Path | None) -> GatewayConfig:
+    """`load_config`, ending the process with the problems when the file is wrong: how both
+    start-up and `vidgate check-config` report it."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise SystemExit(f"invalid configuration: {exc}") from exc
 
 
 def _where(path: Path, index: int, name: Any) -> str:
@@ -202,24 +235,28 @@ def _where(path: Path, index: int, name: Any) -> str:
     return f"{path}: {label} (channels[{index}])"
 
 
+_SECTIONS = {"channels": _where, "models": declared_where}
+
+
 def _describe(path: Path, raw: dict, exc: ValidationError) -> str:
     lines = []
-    channels = raw.get("channels") if isinstance(raw.get("channels"), list) else []
     for err in exc.errors():
         loc = err["loc"]
-        if len(loc) >= 2 and loc[0] == "channels" and isinstance(loc[1], int):
-            entry = channels[loc[1]] if loc[1] < len(channels) else None
+        entries = raw.get(loc[0]) if loc and loc[0] in _SECTIONS else None
+        if isinstance(entries, list) and len(loc) >= 2 and isinstance(loc[1], int):
+            entry = entries[loc[1]] if loc[1] < len(entries) else None
             name = entry.get("name") if isinstance(entry, dict) else None
             field = ".".join(str(p) for p in loc[2:]) or "(the entry itself)"
-            lines.append(f"{_where(path, loc[1], name)}: field '{field}': {err['msg']}")
+            at = _SECTIONS[loc[0]](path, loc[1], name)
+            lines.append(f"{at}: field '{field}': {err['msg']}")
         else:
             field = ".".join(str(p) for p in loc) or "(top level)"
             lines.append(f"{path}: field '{field}': {err['msg']}")
     return "\n".join(lines)
 
 
-def _check(path: Path, index: int, ch: ChannelConfig, known: set[str]) -> list[str]:
-    """Rules that span fields or need the environment, beyond what the types say."""
+def _check(path: Path, index: int, ch: ChannelConfig, catalog: Catalog) -> list[str]:
+    """Rules that span fields or need the environment or the catalog, beyond the types."""
     where = _where(path, index, ch.name)
     problems = []
     if ch.kind != "sandbox" and ch.base_url is None:
@@ -228,9 +265,13 @@ def _check(path: Path, index: int, ch: ChannelConfig, known: set[str]) -> list[s
         problems.append(f"{where}: field 'models': map at least one public model, "
                         f"e.g. {{sora-2: <upstream model>}}")
     for model in ch.models:
-        if model not in known:
+        canonical = catalog.canonical(model)
+        if canonical is None:
             problems.append(f"{where}: field 'models': '{model}' is not a public model "
-                            f"(known: {', '.join(sorted(known))})")
+                            f"(known: {', '.join(catalog.models)})")
+        elif canonical != model:
+            problems.append(f"{where}: field 'models': '{model}' is an alias of "
+                            f"'{canonical}'; map '{canonical}' itself")
     for field in ("api_key_env", "secret_key_env"):
         variable = getattr(ch, field)
         if variable is not None and not os.environ.get(variable):

@@ -1,14 +1,19 @@
-"""Command line: serve, worker, keys, migrate."""
+"""Command line: serve, worker, keys, usage, ledger, migrate, check-config."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import signal
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from .catalog import Model
+from .channels import ChannelConfig
 from .config import load_settings
 from .store.db import Database
 
@@ -136,6 +141,52 @@ def migrate() -> None:
 
     _run(_with_db(noop))
     typer.echo("database is up to date")
+
+
+@app.command("check-config")
+def check_config(
+    path: Annotated[Path | None, typer.Argument(
+        help="The file to check (default: VIDGATE_CONFIG).")] = None,
+) -> None:
+    """Check a vidgate.yaml and show each public model with the channels that serve it."""
+    from .channels import load_or_exit
+
+    if path is None and os.environ.get("VIDGATE_CONFIG"):
+        path = Path(os.environ["VIDGATE_CONFIG"])
+    gateway = load_or_exit(path)  # exits 1 with start-up's own messages
+    typer.echo(f"{path}: ok" if path else "no configuration file: built-in models, sandbox")
+    for model in gateway.catalog.models.values():
+        typer.echo("")
+        for line in describe_model(model, gateway.channels_for(model.name)):
+            typer.echo(line)
+
+
+def describe_model(model: Model, channels: list[ChannelConfig]) -> list[str]:
+    """What check-config prints about one model: its limits, prices and channels."""
+    aliases = f" (aliases: {', '.join(model.aliases)})" if model.aliases else ""
+    last = "larger" if len(model.prices) > 1 else "any size"
+    tiers = [f"{'up to ' + t.max_size if t.max_size else last}: "
+             f"{t.micro_usd_per_second / 1e6:g} USD/s" for t in model.prices]
+    lines = [
+        f"{model.name}{aliases}",
+        f"  sizes: {', '.join(model.sizes)} (default: "
+        f"{model.default_size or 'the route family default'})",
+        f"  seconds: {', '.join(str(s) for s in model.seconds)} "
+        f"(default: {model.default_seconds})",
+        f"  prices: {'; '.join(tiers)}",
+    ]
+    if not channels:
+        lines.append("  channels: none (creates fail with no_available_channel)")
+    for ch in channels:
+        limits = [f"kind {ch.kind}", f"priority {ch.priority}"]
+        if ch.models[model.name] != model.name:
+            limits.append(f"upstream model {ch.models[model.name]}")
+        if ch.sizes is not None:
+            limits.append(f"sizes {', '.join(s for s in ch.sizes if s in model.sizes)}")
+        if ch.seconds is not None:
+            limits.append(f"seconds {', '.join(str(s) for s in ch.seconds)}")
+        lines.append(f"  channel {ch.name}: {'; '.join(limits)}")
+    return lines
 
 
 def _usd_to_micro(value: float | None) -> int | None:

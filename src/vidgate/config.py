@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .channels import ChannelConfig, ConfigError, load_channels
+from .catalog import Catalog
+from .channels import ChannelConfig, load_or_exit
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Settings:
     access_log: bool = False
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
+    # Public models from vidgate.yaml; None means "read config_path" (or the built-ins).
+    catalog: Catalog | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -128,12 +131,14 @@ def load_settings() -> Settings:
         )) from exc
     data_dir = env.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    gateway = load_or_exit(env.config)  # a bad vidgate.yaml stops start-up, not a task later
     return Settings(
         data_dir=data_dir,
         database_url=env.database_url or f"sqlite+aiosqlite:///{data_dir / 'vidgate.db'}",
         secret=env.secret.encode() if env.secret else _load_or_create_secret(data_dir),
         config_path=env.config,
-        channels=_channels(env.config),
+        channels=gateway.channels,
+        catalog=gateway.catalog,
         run_engine=env.role == "all",
         charge_overage=env.overage_policy == "charge",
         **env.model_dump(exclude=_DERIVED),  # the rest are named as in Settings
@@ -141,11 +146,3 @@ def load_settings() -> Settings:
 
 
 _DERIVED = {"data_dir", "database_url", "secret", "config", "role", "overage_policy"}
-
-
-def _channels(path: Path | None) -> list[ChannelConfig]:
-    """Read vidgate.yaml now, so a bad file stops start-up instead of a task later."""
-    try:
-        return load_channels(path)
-    except ConfigError as exc:
-        raise SystemExit(f"invalid configuration: {exc}") from exc

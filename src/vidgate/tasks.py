@@ -52,6 +52,9 @@ class TaskService:
     ) -> Task:
         """Validate, store the reference image, insert the task as queued.
 
+        `default_size` is the family's default for models that declare none (the built-ins:
+        OpenAI's 720x1280 on /v1/videos); a declared model's own default wins.
+
         Everything that can reject the request happens before the row is written, so a
         rejected request leaves nothing behind.
         """
@@ -81,7 +84,7 @@ class TaskService:
         account = await self.db.get_key(owner_id)
         if account is None:  # revoked or removed between auth and here
             raise ApiError(401, "unauthorized", "Incorrect API key provided.")
-        if account.allowed_models is not None and request.model not in account.allowed_models:
+        if not self.catalog.allows(account.allowed_models, request.model):
             raise ApiError(403, "forbidden",
                            f"This API key is not allowed to use the model '{request.model}'.",
                            param="model")

@@ -69,9 +69,9 @@ def _settings(body: KeySettings) -> dict[str, Any]:
 
 
 def _check_models(services: Services, models: list[str] | None) -> None:
-    known = services.tasks.catalog.models
+    catalog = services.tasks.catalog
     for name in models or []:
-        if name not in known:
+        if catalog.canonical(name) is None:  # a model's name or one of its aliases
             raise ApiError(400, "model_not_found", f"Unknown model '{name}'.",
                            param="allowed_models")
 
