@@ -236,6 +236,11 @@ def _check(path: Path, index: int, ch: ChannelConfig, known: set[str]) -> list[s
         if variable is not None and not os.environ.get(variable):
             problems.append(f"{where}: field '{field}': environment variable "
                             f"{variable} is not set")
+    if ch.kind in ("gemini", "vertex"):
+        from .backends.veo import channel_problems  # here: backends import this module
+
+        problems += [f"{where}: field '{field}': {message}" for field, message
+                     in channel_problems(ch.kind, ch.sizes, ch.seconds, ch.extra_fields)]
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
     return problems

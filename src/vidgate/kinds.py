@@ -24,4 +24,7 @@ KINDS: dict[str, KindDefaults] = {
     "openai": KindDefaults(),
     "generations": KindDefaults(),
     "unified": KindDefaults(),
+    # Veo 3.x: every size and length pair it renders; 1080p (8 s only) needs its own channel
+    "gemini": KindDefaults(base_url="https://generativelanguage.googleapis.com/v1beta",
+                           sizes=("1280x720", "720x1280"), seconds=(4, 6, 8)),
 }
