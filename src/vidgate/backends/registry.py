@@ -11,12 +11,14 @@ from .generations import GenerationsBackend
 from .openai import OpenAIBackend
 from .sandbox import SandboxBackend
 from .unified import UnifiedBackend
+from .vertex import VertexBackend
 
 _HTTP_KINDS = {
     "openai": OpenAIBackend,
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
     "gemini": GeminiBackend,
+    "vertex": VertexBackend,
 }
 
 
