@@ -15,12 +15,11 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from .base import Job, PollResult, ResultFiles, SubmitRefused, UpstreamFailed
+from .base import Job, PollResult, ResultFiles, SubmitRefused
 from .common import Credentials, HttpBackend, StaticHeaders, check_poll, check_submit
 from .veo import (
     GEMINI_PARAMETERS,
     Layout,
-    clip_for,
     operation_name,
     read_operation,
     request_body,
@@ -40,10 +39,7 @@ class GeminiBackend(HttpBackend):
 
     async def submit(self, job: Job) -> str:
         req = job.request
-        clip = clip_for(req.size, req.seconds)
-        if clip is None:  # the channel check keeps the router from ever sending this
-            raise UpstreamFailed(f"Veo cannot make a {req.size} clip of {req.seconds} s.")
-        body = request_body(req.prompt, clip, self.extra_fields(req), job.reference,
+        body = request_body(req, self.extra_fields(req), job.reference,
                             GEMINI_PARAMETERS)
         model = quote(self.config.upstream_model(req.model), safe="")
         response = await self.client.request(

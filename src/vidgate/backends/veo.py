@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..catalog import VideoRequest
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, MODERATION_BLOCKED, UPSTREAM_ERROR
 from .base import UNKNOWN, PollResult, ResultUnavailable, UpstreamFailed
 from .common import clean_message, dig, failure_code, sniff_image
@@ -114,10 +115,13 @@ def parameter_problem(name: str, allowed: dict[str, str]) -> str | None:
     return None
 
 
-def request_body(prompt: str, clip: Clip, fields: dict[str, Any], reference: bytes | None,
+def request_body(req: VideoRequest, fields: dict[str, Any], reference: bytes | None,
                  allowed: dict[str, str]) -> dict[str, Any]:
     """The predictLongRunning body; a field Veo does not take fails the job here rather
     than being dropped, since the client asked for it."""
+    clip = clip_for(req.size, req.seconds)
+    if clip is None:  # the channel check keeps the router from ever sending this
+        raise UpstreamFailed(f"Veo cannot make a {req.size} clip of {req.seconds} s.")
     parameters = {}
     for name, value in fields.items():
         problem = parameter_problem(name, allowed)
@@ -126,7 +130,7 @@ def request_body(prompt: str, clip: Clip, fields: dict[str, Any], reference: byt
                                  code=UPSTREAM_ERROR)
         parameters[allowed.get(name, name)] = value
     parameters.update(clip.parameters())
-    instance: dict[str, Any] = {"prompt": prompt}
+    instance: dict[str, Any] = {"prompt": req.prompt}
     if reference is not None:
         media_type, _ = sniff_image(reference)
         instance["image"] = {"bytesBase64Encoded": base64.b64encode(reference).decode(),

@@ -23,12 +23,11 @@ import google.auth.transport.requests
 from google.oauth2 import service_account
 
 from ..channels import ChannelConfig
-from .base import Job, PollResult, ResultFiles, SubmitRefused, TransientError, UpstreamFailed
+from .base import Job, PollResult, ResultFiles, SubmitRefused, TransientError
 from .common import Credentials, HttpBackend, check_poll, check_submit
 from .veo import (
     VERTEX_PARAMETERS,
     Layout,
-    clip_for,
     operation_name,
     read_operation,
     request_body,
@@ -82,13 +81,10 @@ class VertexBackend(HttpBackend):
 
     async def submit(self, job: Job) -> str:
         req = job.request
-        clip = clip_for(req.size, req.seconds)
-        if clip is None:  # the channel check keeps the router from ever sending this
-            raise UpstreamFailed(f"Veo cannot make a {req.size} clip of {req.seconds} s.")
         fields = self.extra_fields(req)
         if req.seed and "seed" not in fields:
             fields["seed"] = req.seed  # Vertex takes the client's seed as Veo's own
-        body = request_body(req.prompt, clip, fields, job.reference, VERTEX_PARAMETERS)
+        body = request_body(req, fields, job.reference, VERTEX_PARAMETERS)
         if self.token is not None:
             try:  # a token endpoint that fails is the channel's trouble, not the job's
                 await self.token.headers()
