@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .catalog import Catalog
 from .catalog.declared import ModelEntry, build_catalog, check_size
 from .catalog.declared import where as declared_where
-from .kinds import KINDS
+from .kinds import KINDS, vertex_base_url
 
+_LOCATION = r"^[a-z0-9-]{1,40}$"  # a Google Cloud location; it becomes part of a host name
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # Extra fields open-model servers (SGLang Diffusion, vLLM-Omni, FastVideo) understand; a
@@ -36,6 +37,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_METADATA_FIELDS = (
     "num_inference_steps", "guidance_scale", "negative_prompt", "seed", "fps", "num_frames",
 )
+
+
+CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 
 
 class ConfigError(Exception):
@@ -74,6 +78,9 @@ class ChannelConfig(BaseModel):
     failure_threshold: int = Field(default=3, ge=1)
     cooldown_seconds: float = Field(default=30.0, gt=0)
     render_workers: int | None = Field(default=None, ge=1)
+    project: str | None = None           # vertex: the Google Cloud project id
+    location: str | None = Field(default=None, pattern=_LOCATION)  # vertex: e.g. us-central1
+    credentials_file: str | None = None  # vertex: service-account JSON (else the env's)
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +94,10 @@ class ChannelConfig(BaseModel):
                                      ("sizes", defaults.sizes), ("seconds", defaults.seconds)):
                     if data.get(field) is None and value is not None:
                         data[field] = list(value) if isinstance(value, tuple) else value
+            if data["kind"] == "vertex" and data.get("base_url") is None \
+                    and isinstance(data.get("location"), str) \
+                    and re.fullmatch(_LOCATION, data["location"]):
+                data["base_url"] = vertex_base_url(data["location"])
         return data
 
     @field_validator("kind")
@@ -145,6 +156,11 @@ class ChannelConfig(BaseModel):
 
     def secret_key(self) -> str | None:
         return os.environ.get(self.secret_key_env) if self.secret_key_env else None
+
+    def service_account_file(self) -> str | None:
+        """vertex: `credentials_file`, else the file Google's tools read from the
+        environment (GOOGLE_APPLICATION_CREDENTIALS)."""
+        return self.credentials_file or os.environ.get(CREDENTIALS_ENV) or None
 
 
 class ConfigFile(BaseModel):
@@ -277,6 +293,26 @@ def _check(path: Path, index: int, ch: ChannelConfig, catalog: Catalog) -> list[
         if variable is not None and not os.environ.get(variable):
             problems.append(f"{where}: field '{field}': environment variable "
                             f"{variable} is not set")
+    if ch.kind == "vertex":
+        problems += [f"{where}: {problem}" for problem in _vertex_problems(ch)]
+    if ch.kind in ("gemini", "vertex"):
+        from .backends.veo import channel_problems  # here: backends import this module
+
+        problems += [f"{where}: field '{field}': {message}" for field, message
+                     in channel_problems(ch.kind, ch.sizes, ch.seconds, ch.extra_fields)]
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
+    return problems
+
+
+def _vertex_problems(ch: ChannelConfig) -> list[str]:
+    """Vertex needs a project, a location and a service-account key file it can read."""
+    problems = [f"field '{field}': required for kind 'vertex'"
+                for field in ("project", "location") if getattr(ch, field) is None]
+    path = ch.service_account_file()
+    if path is None:
+        problems.append(f"field 'credentials_file': required for kind 'vertex' (or set "
+                        f"{CREDENTIALS_ENV} to a service-account JSON file)")
+    elif not os.path.isfile(path):
+        problems.append(f"field 'credentials_file': no such file: {path}")
     return problems

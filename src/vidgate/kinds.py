@@ -24,4 +24,17 @@ KINDS: dict[str, KindDefaults] = {
     "openai": KindDefaults(),
     "generations": KindDefaults(),
     "unified": KindDefaults(),
+    # Veo 3.x: every size and length pair it renders; 1080p (8 s only) needs its own channel
+    "gemini": KindDefaults(base_url="https://generativelanguage.googleapis.com/v1beta",
+                           sizes=("1280x720", "720x1280"), seconds=(4, 6, 8)),
+    # base_url depends on the channel's location: see vertex_base_url
+    "vertex": KindDefaults(sizes=("1280x720", "720x1280"), seconds=(4, 6, 8)),
 }
+
+
+def vertex_base_url(location: str) -> str:
+    """Vertex AI's endpoint for a location: regional hosts are `{location}-aiplatform`,
+    the `global` location has the bare host."""
+    host = "aiplatform.googleapis.com" if location == "global" \
+        else f"{location}-aiplatform.googleapis.com"
+    return f"https://{host}/v1"

@@ -6,15 +6,19 @@ from typing import Any
 
 from ..channels import ChannelConfig
 from .base import Backend
+from .gemini import GeminiBackend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
 from .sandbox.backend import SandboxBackend
 from .unified import UnifiedBackend
+from .vertex import VertexBackend
 
 _HTTP_KINDS = {
     "openai": OpenAIBackend,
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
+    "gemini": GeminiBackend,
+    "vertex": VertexBackend,
 }
 
 
