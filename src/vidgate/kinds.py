@@ -24,4 +24,9 @@ KINDS: dict[str, KindDefaults] = {
     "openai": KindDefaults(),
     "generations": KindDefaults(),
     "unified": KindDefaults(),
+    # Veo 3 on fal (fal-ai/veo3, fal-ai/veo3/image-to-video): 16:9 and 9:16 at 720p/1080p,
+    # 4, 6 or 8 seconds. Other apps: the channel lists what its app renders (docs/backends.md).
+    "fal": KindDefaults(base_url="https://queue.fal.run",
+                        sizes=("1280x720", "720x1280", "1920x1080", "1080x1920"),
+                        seconds=(4, 6, 8)),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,3 +45,24 @@ def pad_mp4(source: Path, dest: Path, total_bytes: int) -> Path:
             out.write(zeros[:n])
             left -= n
     return dest
+
+
+class Clips:
+    """Real MP4s of any frame and length, rendered once each (at a low frame rate, so a
+    1080p clip costs about a second) and shared by every fake that serves them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._made: dict[tuple[int, int, int], Path] = {}
+        self._lock = threading.Lock()
+
+    def get(self, width: int, height: int, seconds: int) -> Path:
+        key = (width, height, seconds)
+        with self._lock:
+            if key not in self._made:
+                out = self.folder / f"{width}x{height}-{seconds}s"
+                spec = media.RenderSpec(prompt=f"fake {width}x{height} {seconds}s",
+                                        width=width, height=height, seconds=seconds, fps=4)
+                media.render_sandbox(spec, out)
+                self._made[key] = out / media.VIDEO_NAME
+            return self._made[key]

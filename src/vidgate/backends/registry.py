@@ -6,6 +6,7 @@ from typing import Any
 
 from ..channels import ChannelConfig
 from .base import Backend
+from .fal import FalBackend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
 from .sandbox import SandboxBackend
@@ -15,6 +16,7 @@ _HTTP_KINDS = {
     "openai": OpenAIBackend,
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
+    "fal": FalBackend,
 }
 
 
