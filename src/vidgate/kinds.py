@@ -29,4 +29,9 @@ KINDS: dict[str, KindDefaults] = {
     "fal": KindDefaults(base_url="https://queue.fal.run",
                         sizes=("1280x720", "720x1280", "1920x1080", "1080x1920"),
                         seconds=(4, 6, 8)),
+    # Veo 3 on Replicate (google/veo-3, veo-3-fast, veo-3.1): 16:9 and 9:16 at 720p/1080p;
+    # 8 seconds is the length every one of them takes (its default).
+    "replicate": KindDefaults(base_url="https://api.replicate.com/v1",
+                              sizes=("1280x720", "720x1280", "1920x1080", "1080x1920"),
+                              seconds=(8,)),
 }

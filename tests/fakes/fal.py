@@ -62,11 +62,12 @@ class FalRequest:
         return f"[{tag}]" in str(self.input.get("prompt", ""))
 
 
-def frame_of(body: dict) -> tuple[int, int]:
-    """The frame an app renders for this input."""
+def frame_of(body: dict, image_field: str = "image_url") -> tuple[int, int]:
+    """The frame an app renders for this input: aspect_ratio and resolution when given
+    (1080p without one), else the frame of the image, else 16:9."""
     ratio = body.get("aspect_ratio")
-    if (not isinstance(ratio, str) or ratio == "auto") and body.get("image_url"):
-        raw = base64.b64decode(str(body["image_url"]).split(",", 1)[1])
+    if (not isinstance(ratio, str) or ratio == "auto") and body.get(image_field):
+        raw = base64.b64decode(str(body[image_field]).split(",", 1)[1])
         with Image.open(io.BytesIO(raw)) as img:
             a, b = img.size
     elif isinstance(ratio, str) and ":" in ratio:

@@ -9,6 +9,7 @@ from .base import Backend
 from .fal import FalBackend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
+from .replicate import ReplicateBackend
 from .sandbox import SandboxBackend
 from .unified import UnifiedBackend
 
@@ -17,6 +18,7 @@ _HTTP_KINDS = {
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
     "fal": FalBackend,
+    "replicate": ReplicateBackend,
 }
 
 
