@@ -288,3 +288,19 @@ def test_image_to_video_models_is_checked(tmp_path, monkeypatch):
     (ch,) = load_channels(path)
     assert (ch.base_url, ch.sizes, ch.seconds) == (
         "https://queue.fal.run", ["1280x720", "720x1280", "1920x1080", "1080x1920"], [4, 6, 8])
+
+
+def test_reference_is_cropped_to_the_requested_frame_only_when_needed():
+    from vidgate.backends.framing import aspect_ratio, fit_reference, resolution
+
+    assert (aspect_ratio(1280, 720), aspect_ratio(1080, 1920), aspect_ratio(720, 720)) == (
+        "16:9", "9:16", "1:1")
+    assert (resolution(1920, 1080), resolution(720, 1280)) == ("1080p", "720p")
+    already = png(320, 180)
+    assert fit_reference(already, 1280, 720) is already
+    with Image.open(io.BytesIO(fit_reference(png(1000, 1000), 1280, 720))) as img:
+        assert img.format == "PNG" and img.size == (992, 558)  # exactly 16:9, centred
+    buf = io.BytesIO()
+    Image.new("RGB", (600, 400), (1, 2, 3)).save(buf, format="JPEG")
+    with Image.open(io.BytesIO(fit_reference(buf.getvalue(), 720, 1280))) as img:
+        assert img.format == "JPEG" and img.width * 16 == img.height * 9
