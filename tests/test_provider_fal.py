@@ -304,3 +304,17 @@ def test_reference_is_cropped_to_the_requested_frame_only_when_needed():
     Image.new("RGB", (600, 400), (1, 2, 3)).save(buf, format="JPEG")
     with Image.open(io.BytesIO(fit_reference(buf.getvalue(), 720, 1280))) as img:
         assert img.format == "JPEG" and img.width * 16 == img.height * 9
+
+
+async def test_an_image_is_never_sent_to_a_text_only_app(tmp_path, database_url, fal):
+    kling_text_only = {**KLING, "image_to_video_models": {}}
+    async with gateway(tmp_path, database_url, [channel(fal, **kling_text_only)]) as gw:
+        r = await gw.client.post(
+            "/v1/videos", headers=gw.headers(),
+            data={"prompt": "a kite", "size": "1920x1080", "seconds": "5"},
+            files={"input_reference": ("ref.png", png(64, 36), "image/png")})
+        assert r.status_code == 200, r.text
+        result = await finished(gw, r.json()["id"])
+    assert result["status"] == "failed" and result["error"]["code"] == "upstream_error"
+    assert "image-to-video" in result["error"]["message"]
+    assert not fal.requests  # nothing reached fal

@@ -189,6 +189,10 @@ class FalBackend(HttpBackend):
         app = self.config.upstream_model(model)
         if job.reference is not None:
             app = self.config.image_to_video_models.get(model, app)
+        if job.reference is not None and app.endswith("/text-to-video"):
+            # the app would ignore the image: better a clear failure than a silent drop
+            raise UpstreamFailed(f"This channel names no image-to-video app for '{model}' "
+                                 f"(image_to_video_models); '{app}' takes no image.")
         parts = app.strip("/").split("/")
         if len(parts) < 2 or not all(_SEGMENT.match(p) and p not in (".", "..") for p in parts):
             raise UpstreamFailed(f"'{app}' is not a fal app id (owner/app[/path]).")
