@@ -38,6 +38,9 @@ DEFAULT_METADATA_FIELDS = (
     "num_inference_steps", "guidance_scale", "negative_prompt", "seed", "fps", "num_frames",
 )
 
+# The kinds whose adapters read `image_to_video_models`.
+IMAGE_MODEL_KINDS = ("fal", "replicate")
+
 
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 
@@ -57,6 +60,9 @@ class ChannelConfig(BaseModel):
     api_key_env: str | None = None
     secret_key_env: str | None = None  # a second secret, for providers that sign requests
     models: dict[str, str] = Field(default_factory=dict)
+    # public model -> the upstream model used when a request carries a reference image, for
+    # providers whose image-to-video model is a different id (fal apps, Replicate models)
+    image_to_video_models: dict[str, str] = Field(default_factory=dict)
     sizes: list[str] | None = None
     seconds: list[int] | None = None
     priority: int = 0
@@ -300,6 +306,13 @@ def _check(path: Path, index: int, ch: ChannelConfig, catalog: Catalog) -> list[
 
         problems += [f"{where}: field '{field}': {message}" for field, message
                      in channel_problems(ch.kind, ch.sizes, ch.seconds, ch.extra_fields)]
+    if ch.image_to_video_models and ch.kind not in IMAGE_MODEL_KINDS:
+        problems.append(f"{where}: field 'image_to_video_models': not read by kind "
+                        f"'{ch.kind}' (only {', '.join(IMAGE_MODEL_KINDS)})")
+    for model in ch.image_to_video_models:
+        if model not in ch.models:
+            problems.append(f"{where}: field 'image_to_video_models': '{model}' is not in "
+                            f"this channel's 'models'")
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
     return problems

@@ -29,6 +29,16 @@ KINDS: dict[str, KindDefaults] = {
                            sizes=("1280x720", "720x1280"), seconds=(4, 6, 8)),
     # base_url depends on the channel's location: see vertex_base_url
     "vertex": KindDefaults(sizes=("1280x720", "720x1280"), seconds=(4, 6, 8)),
+    # Veo 3 on fal (fal-ai/veo3, fal-ai/veo3/image-to-video): 16:9 and 9:16 at 720p/1080p,
+    # 4, 6 or 8 seconds. Other apps: the channel lists what its app renders (docs/backends.md).
+    "fal": KindDefaults(base_url="https://queue.fal.run",
+                        sizes=("1280x720", "720x1280", "1920x1080", "1080x1920"),
+                        seconds=(4, 6, 8)),
+    # Veo 3 on Replicate (google/veo-3, veo-3-fast, veo-3.1): 16:9 and 9:16 at 720p/1080p;
+    # 8 seconds is the length every one of them takes (its default).
+    "replicate": KindDefaults(base_url="https://api.replicate.com/v1",
+                              sizes=("1280x720", "720x1280", "1920x1080", "1080x1920"),
+                              seconds=(8,)),
 }
 
 

@@ -6,9 +6,11 @@ from typing import Any
 
 from ..channels import ChannelConfig
 from .base import Backend
+from .fal import FalBackend
 from .gemini import GeminiBackend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
+from .replicate import ReplicateBackend
 from .sandbox.backend import SandboxBackend
 from .unified import UnifiedBackend
 from .vertex import VertexBackend
@@ -19,6 +21,8 @@ _HTTP_KINDS = {
     "unified": UnifiedBackend,
     "gemini": GeminiBackend,
     "vertex": VertexBackend,
+    "fal": FalBackend,
+    "replicate": ReplicateBackend,
 }
 
 
