@@ -24,4 +24,11 @@ KINDS: dict[str, KindDefaults] = {
     "openai": KindDefaults(),
     "generations": KindDefaults(),
     "unified": KindDefaults(),
+    # runwayml SDK: base URL api.dev.runwayml.com + /v1 paths; `ratio` is the output's pixel
+    # size (gen4_turbo / gen4.5 image-to-video list); gen4_turbo takes 5 or 10 seconds.
+    "runway": KindDefaults(
+        base_url="https://api.dev.runwayml.com/v1",
+        sizes=("1280x720", "720x1280", "1104x832", "832x1104", "960x960", "1584x672"),
+        seconds=(5, 10),
+    ),
 }

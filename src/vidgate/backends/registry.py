@@ -8,6 +8,7 @@ from ..channels import ChannelConfig
 from .base import Backend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
+from .runway import RunwayBackend
 from .sandbox import SandboxBackend
 from .unified import UnifiedBackend
 
@@ -15,6 +16,7 @@ _HTTP_KINDS = {
     "openai": OpenAIBackend,
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
+    "runway": RunwayBackend,
 }
 
 
