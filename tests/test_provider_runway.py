@@ -11,11 +11,15 @@ import os
 import pytest
 from PIL import Image
 
-from fakes.clips import Clips
 from fakes.gateway import FAST, gateway
+from fakes.provider_fixtures import (  # noqa: F401
+    clips_fixture,
+    finish,
+    servers_fixture,
+    stored_info,
+    wait_bound,
+)
 from fakes.runway import FakeRunway
-from fakes.serving import ServerThread
-from fakes.upstream import FileHost
 from support import await_for, wait_for
 from vidgate import media
 from vidgate.channels import ChannelConfig
@@ -27,23 +31,6 @@ def _png(width: int = 64, height: int = 36) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), (200, 40, 10)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory) -> Clips:
-    return Clips(tmp_path_factory.mktemp("clips"))
-
-
-@pytest.fixture
-def servers():
-    thread = ServerThread()
-    cdn = FileHost()
-    try:
-        cdn.url = thread.serve(cdn.app(), host="127.0.0.2")
-    except OSError:  # no 127.0.0.2 here: another port is still another origin
-        cdn.url = thread.serve(cdn.app())
-    yield thread, cdn
-    thread.stop()
 
 
 @pytest.fixture
@@ -60,22 +47,6 @@ def channel(fake: FakeRunway, **overrides) -> ChannelConfig:
               "api_key_env": "VG_TEST_RUNWAY_KEY", "models": {"sora-2": "gen4.5"},
               **FAST, **overrides}
     return ChannelConfig(**fields)
-
-
-async def _finish(gw, video_id: str, timeout: float = 60) -> dict:
-    async def done():
-        video = await gw.get(video_id)
-        return video if video["status"] in ("completed", "failed") else None
-
-    return await await_for(done, timeout=timeout, what=f"{video_id} to finish")
-
-
-async def _stored(gw, video_id: str, tmp_path) -> media.MediaInfo:
-    r = await gw.client.get(f"/v1/videos/{video_id}/content", headers=gw.headers())
-    assert r.status_code == 200
-    path = tmp_path / f"{video_id}.mp4"
-    path.write_bytes(r.content)
-    return media.probe(path)
 
 
 def test_channel_defaults_come_from_the_kind(runway):
@@ -128,9 +99,9 @@ def test_the_official_sdk_drives_the_fake(runway, tmp_path):
 async def test_text_to_video_maps_size_and_seconds(tmp_path, database_url, runway, servers):
     async with gateway(tmp_path, database_url, [channel(runway)]) as gw:
         video = await gw.create(prompt="a lighthouse", size="720x1280", seconds="10")
-        done = await _finish(gw, video["id"])
+        done = await finish(gw, video["id"])
         assert done["status"] == "completed", done
-        info = await _stored(gw, video["id"], tmp_path)
+        info = await stored_info(gw, video["id"], tmp_path)
     assert (info.width, info.height, round(info.duration)) == (720, 1280, 10)
     (task,) = runway.tasks.values()
     assert task.path == "/v1/text_to_video"
@@ -145,9 +116,9 @@ async def test_image_to_video_sends_a_data_uri(tmp_path, database_url, runway, s
     async with gateway(tmp_path, database_url, [config]) as gw:
         video = await gw.create(prompt="the square turns", size="1280x720", seconds="5",
                                 input_reference={"image_url": image})
-        done = await _finish(gw, video["id"])
+        done = await finish(gw, video["id"])
         assert done["status"] == "completed", done
-        info = await _stored(gw, video["id"], tmp_path)
+        info = await stored_info(gw, video["id"], tmp_path)
     assert (info.width, info.height, round(info.duration)) == (1280, 720, 5)
     (task,) = runway.tasks.values()
     assert task.path == "/v1/image_to_video"
@@ -161,7 +132,7 @@ async def test_key_goes_only_to_the_api_host(tmp_path, database_url, runway, ser
     _, cdn = servers
     async with gateway(tmp_path, database_url, [channel(runway)]) as gw:
         video = await gw.create(prompt="keys", size="1280x720", seconds="5")
-        assert (await _finish(gw, video["id"]))["status"] == "completed"
+        assert (await finish(gw, video["id"]))["status"] == "completed"
     assert runway.log.authorizations() == {f"Bearer {KEY}"}
     assert set(runway.versions) == {"2024-11-06"}
     assert cdn.recorder.requests and cdn.recorder.authorizations() == {None}
@@ -172,7 +143,7 @@ async def test_key_goes_only_to_the_api_host(tmp_path, database_url, runway, ser
 async def test_failures_map_to_codes(tmp_path, database_url, runway, tag, code):
     async with gateway(tmp_path, database_url, [channel(runway)]) as gw:
         video = await gw.create(prompt=f"x {tag}", size="1280x720", seconds="5")
-        done = await _finish(gw, video["id"])
+        done = await finish(gw, video["id"])
     assert done["status"] == "failed"
     assert done["error"]["code"] == code, done
 
@@ -183,7 +154,7 @@ async def test_a_rejected_submit_fails_the_task_with_runways_reason(
     config = channel(runway, models={"sora-2": "gen4_turbo"})
     async with gateway(tmp_path, database_url, [config]) as gw:
         video = await gw.create(prompt="text only", size="1280x720", seconds="5")
-        done = await _finish(gw, video["id"])
+        done = await finish(gw, video["id"])
     assert done["status"] == "failed" and done["error"]["code"] == "upstream_error"
     assert "not supported on this endpoint" in done["error"]["message"]
     assert not runway.tasks
@@ -199,7 +170,7 @@ async def test_transient_faults_never_fail_a_task(tmp_path, database_url, runway
         ids = [(await gw.create(prompt=f"chaos {i}", size="1280x720", seconds="5"))["id"]
                for i in range(6)]
         for video_id in ids:
-            done = await _finish(gw, video_id, timeout=120)
+            done = await finish(gw, video_id, timeout=120)
             assert done["status"] == "completed", done
     injected = {kind for (_, kind) in runway.faults.injected}
     assert {"500", "429", "garbage"} & injected
@@ -220,28 +191,23 @@ async def test_retry_after_is_honoured_on_polls(tmp_path, database_url, runway):
         gaps = [b.at - a.at for a, b in zip(polls, polls[1:], strict=False)]
         assert min(gaps) >= 0.9, gaps  # the channel's own pace would be 0.05-0.3 s
         runway.faults.off()
-        assert (await _finish(gw, video["id"]))["status"] == "completed"
+        assert (await finish(gw, video["id"]))["status"] == "completed"
 
 
 async def test_cancel_reaches_runway(tmp_path, database_url, runway):
     async with gateway(tmp_path, database_url, [channel(runway)]) as gw:
         video = await gw.create(prompt="forever [stuck]", size="1280x720", seconds="5")
-        await await_for(lambda: _bound(gw, video["id"]), timeout=30, what="a Runway task")
+        await wait_bound(gw, video["id"])
         r = await gw.client.delete(f"/v1/videos/{video['id']}", headers=gw.headers())
         assert r.status_code == 200
         (task,) = runway.tasks.values()
-        await await_for(lambda: _async(task.id in runway.cancels), timeout=30,
-                        what="the DELETE to reach Runway")
+
+        async def cancelled():
+            return task.id in runway.cancels
+
+        await await_for(cancelled, timeout=30, what="the DELETE to reach Runway")
     assert runway.log.matching("DELETE", f"/v1/tasks/{task.id}")
     assert runway.view(task)["status"] == "CANCELLED"
-
-
-async def _bound(gw, video_id: str) -> bool:
-    return bool((await gw.rows())[video_id].upstream_id)
-
-
-async def _async(value):
-    return value
 
 
 def test_progress_and_states_are_read():

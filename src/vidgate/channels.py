@@ -133,11 +133,13 @@ class ChannelConfig(BaseModel):
     def upstream_model(self, public: str) -> str:
         return self.models.get(public, public)
 
-    def serves(self, model: str, size: str, seconds: int) -> bool:
+    def serves(self, model: str, size: str, seconds: int, image: bool = False) -> bool:
+        """`image`: the request carries a reference image, which some kinds cannot take."""
         return (
             model in self.models
             and (self.sizes is None or size in self.sizes)
             and (self.seconds is None or seconds in self.seconds)
+            and (not image or KINDS[self.kind].image_input)
         )
 
     def api_key(self) -> str | None:

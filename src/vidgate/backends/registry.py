@@ -7,6 +7,7 @@ from typing import Any
 from ..channels import ChannelConfig
 from .base import Backend
 from .generations import GenerationsBackend
+from .luma import LumaBackend
 from .openai import OpenAIBackend
 from .runway import RunwayBackend
 from .sandbox import SandboxBackend
@@ -17,6 +18,7 @@ _HTTP_KINDS = {
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
     "runway": RunwayBackend,
+    "luma": LumaBackend,
 }
 
 
