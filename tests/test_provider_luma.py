@@ -243,3 +243,25 @@ def test_states_are_read():
     failed = read_generation({"state": "failed", "failure_reason": None})
     assert (failed.state, failed.error_code) == ("failed", "upstream_error")
     assert read_generation([1, 2]).state == "unknown"
+
+
+def test_a_channel_cannot_widen_lumas_sizes_or_lengths(tmp_path, monkeypatch):
+    import yaml
+
+    from vidgate.channels import ConfigError, load_channels
+
+    monkeypatch.setenv("LUMA_KEY_FOR_CONFIG", "x")
+    path = tmp_path / "vidgate.yaml"
+    path.write_text(yaml.safe_dump({"channels": [{
+        "name": "luma", "kind": "luma", "api_key_env": "LUMA_KEY_FOR_CONFIG",
+        "models": {"sora-2": "ray-2"}, "sizes": ["1280x720", "720x720"], "seconds": [5, 8]}]}))
+    with pytest.raises(ConfigError) as error:
+        load_channels(path)
+    message = str(error.value)
+    assert "field 'sizes': kind 'luma' cannot produce 720x720" in message
+    assert "field 'seconds': kind 'luma' cannot produce 8" in message
+    path.write_text(yaml.safe_dump({"channels": [{
+        "name": "luma", "kind": "luma", "models": {"sora-2": "ray-2"},
+        "sizes": ["1280x720"], "seconds": [5]}]}))
+    (config,) = load_channels(path)
+    assert config.sizes == ["1280x720"] and config.seconds == [5]

@@ -238,6 +238,14 @@ def _check(path: Path, index: int, ch: ChannelConfig, known: set[str]) -> list[s
         if variable is not None and not os.environ.get(variable):
             problems.append(f"{where}: field '{field}': environment variable "
                             f"{variable} is not set")
+    kind = KINDS[ch.kind]
+    if kind.fixed:
+        for field, allowed in (("sizes", kind.sizes), ("seconds", kind.seconds)):
+            extra = [v for v in getattr(ch, field) or () if v not in (allowed or ())]
+            if extra:
+                problems.append(f"{where}: field '{field}': kind '{ch.kind}' cannot produce "
+                                f"{', '.join(map(str, extra))} (it can: "
+                                f"{', '.join(map(str, allowed or ()))})")
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
     return problems

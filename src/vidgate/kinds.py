@@ -20,6 +20,9 @@ class KindDefaults:
     # False when the provider cannot take a reference image from vidgate (Luma wants a
     # public URL): the router keeps image-to-video requests away from such channels.
     image_input: bool = True
+    # True when the adapter can map only the default sizes and lengths (a fixed table of
+    # provider parameters): a channel may narrow them, never widen them.
+    fixed: bool = False
 
 
 KINDS: dict[str, KindDefaults] = {
@@ -41,5 +44,6 @@ KINDS: dict[str, KindDefaults] = {
         sizes=("960x540", "540x960", "1280x720", "720x1280", "1920x1080", "1080x1920"),
         seconds=(5, 9),
         image_input=False,
+        fixed=True,
     ),
 }

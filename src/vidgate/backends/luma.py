@@ -71,6 +71,9 @@ class LumaBackend(HttpBackend):
         req = job.request
         if job.reference is not None:
             raise UpstreamFailed("Luma channels cannot take a reference image.")
+        if req.size not in SIZES or req.seconds not in SECONDS:
+            # only a channel built in code can get here: a config file is checked at load
+            raise UpstreamFailed(f"Luma cannot produce {req.size} for {req.seconds} seconds.")
         aspect_ratio, resolution = SIZES[req.size]
         body: dict[str, Any] = dict(self.extra_fields(req))
         body.update(model=self.config.upstream_model(req.model), prompt=req.prompt,
