@@ -199,8 +199,9 @@ def _check(body: object, image: bool) -> str | None:
     if model not in (IMAGE_MODELS if image else TEXT_MODELS):
         return f"model: {model!r} is not supported on this endpoint."
     prompt = body.get("promptText")
-    if (not image or prompt is not None) and (not isinstance(prompt, str) or not prompt
-                                              or len(prompt) > 1000):
+    required = not image or model == "gen4.5"  # gen4_turbo image-to-video may omit it
+    if (required or prompt is not None) and (not isinstance(prompt, str) or not prompt
+                                             or len(prompt) > 1000):
         return "promptText: must be a non-empty string of at most 1000 characters."
     if body.get("ratio") not in (IMAGE_RATIOS if image else TEXT_RATIOS):
         return f"ratio: {body.get('ratio')!r} is not a valid ratio for {model}."
