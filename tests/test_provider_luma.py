@@ -265,3 +265,18 @@ def test_a_channel_cannot_widen_lumas_sizes_or_lengths(tmp_path, monkeypatch):
         "sizes": ["1280x720"], "seconds": [5]}]}))
     (config,) = load_channels(path)
     assert config.sizes == ["1280x720"] and config.seconds == [5]
+
+
+async def test_remix_on_luma_only_is_refused(tmp_path, database_url, luma):
+    """A remix starts from the source's frame (Luma cannot remix by id), so it is an image
+    job: with only Luma configured it is refused up front, and nothing is written."""
+    async with gateway(tmp_path, database_url, [channel(luma)]) as gw:
+        video = await gw.create(prompt="source", size="1280x720", seconds="5")
+        assert (await finish(gw, video["id"]))["status"] == "completed"
+        r = await gw.client.post(f"/v1/videos/{video['id']}/remix", headers=gw.headers(),
+                                 json={"prompt": "again"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "no_available_channel"
+        assert r.json()["error"]["param"] == "video_id"
+        assert list(await gw.rows()) == [video["id"]]
+    assert len(luma.generations) == 1
