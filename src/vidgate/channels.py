@@ -150,11 +150,13 @@ class ChannelConfig(BaseModel):
     def upstream_model(self, public: str) -> str:
         return self.models.get(public, public)
 
-    def serves(self, model: str, size: str, seconds: int) -> bool:
+    def serves(self, model: str, size: str, seconds: int, image: bool = False) -> bool:
+        """`image`: the request carries a reference image, which some kinds cannot take."""
         return (
             model in self.models
             and (self.sizes is None or size in self.sizes)
             and (self.seconds is None or seconds in self.seconds)
+            and (not image or KINDS[self.kind].image_input)
         )
 
     def api_key(self) -> str | None:
@@ -313,6 +315,14 @@ def _check(path: Path, index: int, ch: ChannelConfig, catalog: Catalog) -> list[
         if model not in ch.models:
             problems.append(f"{where}: field 'image_to_video_models': '{model}' is not in "
                             f"this channel's 'models'")
+    kind = KINDS[ch.kind]
+    if kind.fixed:
+        for field, allowed in (("sizes", kind.sizes), ("seconds", kind.seconds)):
+            extra = [v for v in getattr(ch, field) or () if v not in (allowed or ())]
+            if extra:
+                problems.append(f"{where}: field '{field}': kind '{ch.kind}' cannot produce "
+                                f"{', '.join(map(str, extra))} (it can: "
+                                f"{', '.join(map(str, allowed or ()))})")
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
     return problems

@@ -17,6 +17,12 @@ class KindDefaults:
     base_url: str | None = None             # None: the operator must give one
     sizes: tuple[str, ...] | None = None    # None: whatever the upstream accepts
     seconds: tuple[int, ...] | None = None
+    # False when the provider cannot take a reference image from vidgate (Luma wants a
+    # public URL): the router keeps image-to-video requests away from such channels.
+    image_input: bool = True
+    # True when the adapter can map only the default sizes and lengths (a fixed table of
+    # provider parameters): a channel may narrow them, never widen them.
+    fixed: bool = False
 
 
 KINDS: dict[str, KindDefaults] = {
@@ -39,6 +45,22 @@ KINDS: dict[str, KindDefaults] = {
     "replicate": KindDefaults(base_url="https://api.replicate.com/v1",
                               sizes=("1280x720", "720x1280", "1920x1080", "1080x1920"),
                               seconds=(8,)),
+    # runwayml SDK: base URL api.dev.runwayml.com + /v1 paths; `ratio` is the output's pixel
+    # size (gen4_turbo / gen4.5 image-to-video list); gen4_turbo takes 5 or 10 seconds.
+    "runway": KindDefaults(
+        base_url="https://api.dev.runwayml.com/v1",
+        sizes=("1280x720", "720x1280", "1104x832", "832x1104", "960x960", "1584x672"),
+        seconds=(5, 10),
+    ),
+    # lumaai SDK: base URL; sizes are the 16:9 / 9:16 frames of 540p, 720p and 1080p
+    # (backends/luma.py SIZES), `duration` "5s" or "9s"; keyframes only as public URLs.
+    "luma": KindDefaults(
+        base_url="https://api.lumalabs.ai/dream-machine/v1",
+        sizes=("960x540", "540x960", "1280x720", "720x1280", "1920x1080", "1080x1920"),
+        seconds=(5, 9),
+        image_input=False,
+        fixed=True,
+    ),
 }
 
 

@@ -28,7 +28,7 @@ class TaskService:
         image_policy: ImagePolicy,
         deadline_seconds: int,
         on_created=None,
-        can_route: Callable[[VideoRequest], bool] | None = None,
+        can_route: Callable[[VideoRequest, bool], bool] | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -38,7 +38,7 @@ class TaskService:
         self._on_created = on_created or (lambda: None)
         # Whether some configured channel could ever serve a request (the router's answer);
         # asked before a row is written, so an unservable request leaves nothing behind.
-        self._can_route = can_route or (lambda _request: True)
+        self._can_route = can_route or (lambda _request, _image: True)
 
     async def create(
         self,
@@ -65,7 +65,7 @@ class TaskService:
             earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
-        self._check_route(request)
+        self._check_route(request, image=raw.image is not None)
         reference = None
         if raw.image is not None:
             reference = await load_reference(raw.image, self.image_policy)
@@ -176,26 +176,37 @@ class TaskService:
             earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
-        self._check_route(request)
+        reference = await self.blobs.get_bytes(source.thumbnail_key) if source.thumbnail_key \
+            else None
+        self._check_route(request, image=reference is not None, image_param="video_id")
         # The remix starts from the source's representative frame (backends that cannot
         # remix by id use it); `remix_of` lets the source's channel remix its own video.
         remix_of = ({"channel": source.backend, "upstream_id": source.upstream_id}
                     if source.backend and source.upstream_id else None)
-        reference = await self.blobs.get_bytes(source.thumbnail_key) if source.thumbnail_key \
-            else None
         return await self._insert(
             owner_id, request, source.family, idempotency_key, reference, source.id,
             remix_of=remix_of,
         )
 
-    def _check_route(self, request: VideoRequest) -> None:
-        if not self._can_route(request):
+    def _check_route(self, request: VideoRequest, image: bool = False,
+                     image_param: str = "input_reference") -> None:
+        """400 unless some channel could serve the request; `image`: it carries a reference
+        image (an upload, or a remix's starting frame), which not every kind can take."""
+        if self._can_route(request, image):
+            return
+        if image and self._can_route(request, False):
             raise ApiError(
                 400, "no_available_channel",
-                f"No channel is configured to serve {request.model} at {request.size} for "
-                f"{request.seconds} seconds.",
-                param="model",
+                f"No channel that takes a reference image is configured to serve "
+                f"{request.model} at {request.size} for {request.seconds} seconds.",
+                param=image_param,
             )
+        raise ApiError(
+            400, "no_available_channel",
+            f"No channel is configured to serve {request.model} at {request.size} for "
+            f"{request.seconds} seconds.",
+            param="model",
+        )
 
     async def content(self, owner_id: str, task_id: str, variant: str) -> str:
         """The blob key of one of an owner's assets (the content route streams it)."""

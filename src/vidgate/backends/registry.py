@@ -9,8 +9,10 @@ from .base import Backend
 from .fal import FalBackend
 from .gemini import GeminiBackend
 from .generations import GenerationsBackend
+from .luma import LumaBackend
 from .openai import OpenAIBackend
 from .replicate import ReplicateBackend
+from .runway import RunwayBackend
 from .sandbox.backend import SandboxBackend
 from .unified import UnifiedBackend
 from .vertex import VertexBackend
@@ -23,6 +25,8 @@ _HTTP_KINDS = {
     "vertex": VertexBackend,
     "fal": FalBackend,
     "replicate": ReplicateBackend,
+    "runway": RunwayBackend,
+    "luma": LumaBackend,
 }
 
 

@@ -97,17 +97,19 @@ class Router:
     def get(self, name: str | None) -> Channel | None:
         return self.channels.get(name) if name else None
 
-    def can_route(self, request: VideoRequest) -> bool:
-        """Whether any configured channel could ever take this model, size and length."""
-        return any(self._serves(ch, request) for ch in self.channels.values())
+    def can_route(self, request: VideoRequest, image: bool = False) -> bool:
+        """Whether any configured channel could ever take this model, size and length (and
+        reference image, when `image`)."""
+        return any(self._serves(ch, request, image) for ch in self.channels.values())
 
-    def order(self, request: VideoRequest, *, only: str | None = None) -> list[Channel]:
+    def order(self, request: VideoRequest, *, only: str | None = None,
+              image: bool = False) -> list[Channel]:
         """Channels to try now, best first: highest priority, then weighted-random among
         equals; channels that are full or whose circuit is open are left out."""
         now = time.time()
         eligible = [
             ch for ch in self.channels.values()
-            if (only is None or ch.name == only) and self._serves(ch, request)
+            if (only is None or ch.name == only) and self._serves(ch, request, image)
             and ch.has_room() and ch.breaker.available(now)
         ]
         # Efraimidis-Spirakis: sorting by u^(1/w) is a weighted shuffle without replacement.
@@ -115,8 +117,8 @@ class Router:
                           if ch.config.weight > 0 else 0.0) for ch in eligible}
         return sorted(eligible, key=lambda ch: (-ch.config.priority, -keys[ch.name]))
 
-    def _serves(self, ch: Channel, request: VideoRequest) -> bool:
-        return ch.config.serves(request.model, request.size, request.seconds)
+    def _serves(self, ch: Channel, request: VideoRequest, image: bool = False) -> bool:
+        return ch.config.serves(request.model, request.size, request.seconds, image)
 
     # ---- bookkeeping around one submit ------------------------------------------------
 

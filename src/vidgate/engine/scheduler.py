@@ -222,7 +222,7 @@ class Engine:
             only = source.name
             job = dataclasses.replace(job, remix_of=remix["upstream_id"])
         hints: list[float] = []
-        for channel in self.router.order(job.request, only=only):
+        for channel in self.router.order(job.request, only=only, image=job.reference is not None):
             if not self.router.reserve(channel):
                 continue
             try:
