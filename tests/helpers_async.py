@@ -14,13 +14,14 @@ async def create(app_client, key: str | None = None, **body) -> dict:
 
 
 async def wait_completed(app_client, video_id: str, key: str | None = None,
-                         timeout: float = 90) -> dict:
+                         timeout: float = 90, interval: float = 0.1) -> dict:
     async def done():
         r = await app_client.client.get(f"/v1/videos/{video_id}",
                                         headers=app_client.headers(key))
         video = r.json()
         return video if video["status"] in ("completed", "failed") else None
 
-    video = await await_for(done, timeout=timeout, interval=0.1, what=f"{video_id} to finish")
+    video = await await_for(done, timeout=timeout, interval=interval,
+                            what=f"{video_id} to finish")
     assert video["status"] == "completed", video
     return video

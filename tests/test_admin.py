@@ -70,7 +70,8 @@ async def test_key_lifecycle_topup_limits_webhook_usage_ledger(admin_client):
     assert (await c.get("/admin/keys/key_missing", headers=ADMIN)).status_code == 404
 
     video = await create(admin_client, key=secret)
-    await wait_completed(admin_client, video["id"], key=secret)
+    # 50 requests a minute: poll at a pace the key's own limit allows, however slow the render
+    await wait_completed(admin_client, video["id"], key=secret, interval=1.5)
     usage = (await c.get(f"/admin/usage?key_id={key_id}", headers=ADMIN)).json()["data"]
     assert [(u["key_id"], u["model"], u["tasks_completed"]) for u in usage] == [
         (key_id, "sora-2", 1)]
