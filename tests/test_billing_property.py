@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from support import fresh_database_url
 from vidgate.catalog import Catalog, RawVideoRequest
 from vidgate.domain import COMPLETED, FAILED, QUEUED, Task, new_task_id
-from vidgate.store.accounts import Accounts
-from vidgate.store.db import ConcurrencyLimitReached, Database
+from vidgate.store.admission import ConcurrencyLimitReached
+from vidgate.store.database import Database
 from vidgate.store.ledger import InsufficientBalance
 from vidgate.store.schema import tasks
 
@@ -42,12 +42,12 @@ def loop_and_db(tmp_path_factory):
 
 
 def make_machine(loop, db):
-    accounts = Accounts(db)
+    accounts = db.keys
 
     class Billing(RuleBasedStateMachine):
         @initialize(start=st.integers(0, 5_000_000), overage=st.booleans())
         def start(self, start, overage):
-            db.charge_overage = overage  # the operator's policy for videos longer than held
+            db.leases.charge_overage = overage  # the operator's policy for videos longer than held
             self.key, _ = run(db.create_key("prop", balance_micro=start))
             self.open: list[str] = []
             self.finished: dict[str, str] = {}
@@ -68,7 +68,7 @@ def make_machine(loop, db):
                         hold_micro=CATALOG.price(req))
             before = balance(self.key.id)
             try:
-                run(db.insert_task(task))
+                run(db.tasks.insert(task))
             except InsufficientBalance:
                 assert before < task.hold_micro
                 assert run(db.get_task(task.id)) is None
@@ -88,7 +88,7 @@ def make_machine(loop, db):
             if self._finish(task_id, COMPLETED, charge, delivered_seconds=delivered):
                 got = run(db.get_task(task_id))
                 extra = 0
-                if db.charge_overage and charge > task.hold_micro:
+                if db.leases.charge_overage and charge > task.hold_micro:
                     extra = min(charge - task.hold_micro, before)
                 assert got.cost_micro == min(charge, task.hold_micro) + extra
                 assert balance(self.key.id) == before + task.hold_micro - got.cost_micro
@@ -105,7 +105,7 @@ def make_machine(loop, db):
             if task_id is None:
                 return
             if delete:
-                run(db.mark_deleted(task_id, self.key.id))
+                run(db.tasks.mark_deleted(task_id, self.key.id))
             self._finish(task_id, FAILED, 0, error_code="cancelled")
 
         @rule(amount=st.integers(-3_000_000, 3_000_000))
@@ -125,7 +125,7 @@ def make_machine(loop, db):
                 return
             task_id = data.draw(st.sampled_from(sorted(self.finished)))
             before = balance(self.key.id)
-            assert not run(db.finish_leased(task_id, "w2", COMPLETED, charge_micro=1,
+            assert not run(db.leases.finish_leased(task_id, "w2", COMPLETED, charge_micro=1,
                                             status=COMPLETED))
             assert balance(self.key.id) == before
 
@@ -136,14 +136,14 @@ def make_machine(loop, db):
 
         def _finish(self, task_id, status, charge, **values):
             now = time.time()
-            claimed = run(db.claim_due("w1", now + 10, now + 60, 1000))
+            claimed = run(db.leases.claim_due("w1", now + 10, now + 60, 1000))
             assert task_id in {t.id for t in claimed}
-            won = run(db.finish_leased(task_id, "w1", status, charge_micro=charge,
+            won = run(db.leases.finish_leased(task_id, "w1", status, charge_micro=charge,
                                        status=status, completed_at=int(now), **values))
             assert won
             for t in claimed:  # release the others untouched
                 if t.id != task_id:
-                    run(db.update_leased(t.id, "w1", lease_owner=None, lease_until=None))
+                    run(db.leases.update_leased(t.id, "w1", lease_owner=None, lease_until=None))
             self.finished[task_id] = status
             return won
 

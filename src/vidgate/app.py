@@ -29,9 +29,9 @@ from .engine.webhooks import WebhookSender
 from .images import ImagePolicy
 from .ratelimit import RateLimiter
 from .signing import AssetLinks, Signer
-from .store.accounts import Accounts
 from .store.blobs import BlobStore, open_store
-from .store.db import Database
+from .store.database import Database
+from .store.keys import Keys
 from .store.outbox import Outbox
 from .tasks import TaskService
 
@@ -48,7 +48,7 @@ class Services:
     engine: Engine | None
     limiter: RateLimiter
     webhooks: WebhookSender | None
-    accounts: Accounts
+    accounts: Keys
     janitor: Janitor | None
     key_cache: KeyCache
 
@@ -118,7 +118,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        Accounts(db), janitor, KeyCache(settings.key_cache_seconds))
+                        db.keys, janitor, KeyCache(settings.key_cache_seconds))
     return services, backends
 
 

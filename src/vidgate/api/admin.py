@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from starlette.responses import Response
 
 from ..errors import ApiError
-from ..store.accounts import key_view
+from ..store.keys import key_view
 from ..store.ledger import InsufficientBalance
 from .responses import json_response
 

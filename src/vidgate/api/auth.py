@@ -9,8 +9,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..domain import ApiKey
 from ..errors import ApiError
-from ..store.db import ApiKey, hash_key
+from ..store.keys import hash_key
 
 
 class KeyCache:

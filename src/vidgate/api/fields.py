@@ -17,9 +17,8 @@ import orjson
 from fastapi import Request
 
 from ..catalog import ImageInput, RawVideoRequest
-from ..domain import Task
+from ..domain import ApiKey, Task
 from ..errors import invalid
-from ..store.db import ApiKey
 from ..tasks import TaskService
 from .bodies import Body, read_body
 
