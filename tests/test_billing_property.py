@@ -125,8 +125,7 @@ def make_machine(loop, db):
                 return
             task_id = data.draw(st.sampled_from(sorted(self.finished)))
             before = balance(self.key.id)
-            assert not run(db.leases.finish_leased(task_id, "w2", COMPLETED, charge_micro=1,
-                                            status=COMPLETED))
+            assert not run(db.leases.finish_leased(task_id, "w2", COMPLETED, charge_micro=1))
             assert balance(self.key.id) == before
 
         def _pick(self, data):
@@ -139,7 +138,7 @@ def make_machine(loop, db):
             claimed = run(db.leases.claim_due("w1", now + 10, now + 60, 1000))
             assert task_id in {t.id for t in claimed}
             won = run(db.leases.finish_leased(task_id, "w1", status, charge_micro=charge,
-                                       status=status, completed_at=int(now), **values))
+                                       completed_at=int(now), **values))
             assert won
             for t in claimed:  # release the others untouched
                 if t.id != task_id:

@@ -83,8 +83,7 @@ async def test_two_finalizers_settle_once(tmp_path, database_url):
         folders = {p.parent for p in (tmp_path / "blobs").rglob("video.mp4")}
         assert folders == {blobs.path(done.video_key).parent}
         # a late third finalizer changes nothing
-        assert not await db.leases.finish_leased(task.id, "B", COMPLETED, charge_micro=1,
-                                          status=COMPLETED)
+        assert not await db.leases.finish_leased(task.id, "B", COMPLETED, charge_micro=1)
         assert await _rows(db, task.id) == [("hold", -800_000), ("refund", 600_000)]
     finally:
         await db.close()
