@@ -12,6 +12,7 @@ from vidgate.catalog import RawVideoRequest
 from vidgate.domain import QUEUED, ApiKey, Task, new_task_id
 from vidgate.errors import ApiError
 from vidgate.store import admission
+from vidgate.store import tasks as tasks_store
 from vidgate.store.admission import ConcurrencyLimitReached
 from vidgate.store.database import Database
 from vidgate.store.keys import hash_key
@@ -30,13 +31,14 @@ def _task(owner: str, hold: int = 0, **extra) -> Task:
 
 def test_conversions_come_from_the_column_types():
     insert = admission.SQLITE[admission.INSERT_TASK]
-    converted = {n for n, f in zip(insert.names, insert.to_sql, strict=True) if f}
+    converted = {name for name, _ in insert.to_sql}
     assert {"params", "cancel_requested"} <= converted
     assert not {"id", "prompt", "status"} & converted
     row = insert.params({**{n: None for n in insert.names}, "params": {"a": [1]},
                          "cancel_requested": True})
-    assert row[insert.names.index("params")] == '{"a": [1]}'
-    assert row[insert.names.index("cancel_requested")] == 1
+    assert row["params"] == '{"a": [1]}' and row["cancel_requested"] == 1
+    read = tasks_store._SQLITE[tasks_store.TASK_BY_ID]
+    assert {name for name, _ in read.from_sql} == {"params", "cancel_requested"}
 
 
 async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch):

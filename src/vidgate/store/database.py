@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..domain import ApiKey, Task
 from .keys import Keys
 from .leases import Leases
+from .sqlite_compiled import JSON_DESERIALIZER
 from .sqlite_reads import SqliteRows, sqlite_file
 from .sqlite_writes import SqliteTaskWriter
 from .tasks import Tasks
@@ -32,7 +33,7 @@ class Database:
     def __init__(self, url: str, *, charge_overage: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"json_deserializer": JSON_DESERIALIZER}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
             # SQLite has one writer at a time. With several pooled connections, this
