@@ -25,8 +25,8 @@ from support import fresh_database_url
 from vidgate.catalog import Catalog, RawVideoRequest
 from vidgate.channels import load_config
 from vidgate.domain import COMPLETED, FAILED, QUEUED, Task, new_task_id
-from vidgate.store.accounts import Accounts
-from vidgate.store.db import ConcurrencyLimitReached, Database
+from vidgate.store.admission import ConcurrencyLimitReached
+from vidgate.store.database import Database
 from vidgate.store.ledger import InsufficientBalance
 from vidgate.store.schema import tasks
 
@@ -90,13 +90,13 @@ def loop_and_db(tmp_path_factory):
 
 
 def make_machine(loop, db, catalog, prices):
-    accounts = Accounts(db)
+    accounts = db.keys
     names = list(catalog.models) + [a for m in catalog.models.values() for a in m.aliases]
 
     class Billing(RuleBasedStateMachine):
         @initialize(start=st.integers(0, 5_000_000), overage=st.booleans())
         def start(self, start, overage):
-            db.charge_overage = overage  # the operator's policy for videos longer than held
+            db.leases.charge_overage = overage  # the operator's policy for videos longer than held
             self.key, _ = run(db.create_key("prop", balance_micro=start))
             self.open: list[str] = []
             self.finished: dict[str, str] = {}
@@ -120,7 +120,7 @@ def make_machine(loop, db, catalog, prices):
                         hold_micro=hold)
             before = balance(self.key.id)
             try:
-                run(db.insert_task(task))
+                run(db.tasks.insert(task))
             except InsufficientBalance:
                 assert before < task.hold_micro
                 assert run(db.get_task(task.id)) is None
@@ -142,7 +142,7 @@ def make_machine(loop, db, catalog, prices):
             if self._finish(task_id, COMPLETED, charge, delivered_seconds=delivered):
                 got = run(db.get_task(task_id))
                 extra = 0
-                if db.charge_overage and charge > task.hold_micro:
+                if db.leases.charge_overage and charge > task.hold_micro:
                     extra = min(charge - task.hold_micro, before)
                 assert got.cost_micro == min(charge, task.hold_micro) + extra
                 assert balance(self.key.id) == before + task.hold_micro - got.cost_micro
@@ -159,7 +159,7 @@ def make_machine(loop, db, catalog, prices):
             if task_id is None:
                 return
             if delete:
-                run(db.mark_deleted(task_id, self.key.id))
+                run(db.tasks.mark_deleted(task_id, self.key.id))
             self._finish(task_id, FAILED, 0, error_code="cancelled")
 
         @rule(amount=st.integers(-3_000_000, 3_000_000))
@@ -179,8 +179,7 @@ def make_machine(loop, db, catalog, prices):
                 return
             task_id = data.draw(st.sampled_from(sorted(self.finished)))
             before = balance(self.key.id)
-            assert not run(db.finish_leased(task_id, "w2", COMPLETED, charge_micro=1,
-                                            status=COMPLETED))
+            assert not run(db.leases.finish_leased(task_id, "w2", COMPLETED, charge_micro=1))
             assert balance(self.key.id) == before
 
         def _pick(self, data):
@@ -190,14 +189,14 @@ def make_machine(loop, db, catalog, prices):
 
         def _finish(self, task_id, status, charge, **values):
             now = time.time()
-            claimed = run(db.claim_due("w1", now + 10, now + 60, 1000))
+            claimed = run(db.leases.claim_due("w1", now + 10, now + 60, 1000))
             assert task_id in {t.id for t in claimed}
-            won = run(db.finish_leased(task_id, "w1", status, charge_micro=charge,
-                                       status=status, completed_at=int(now), **values))
+            won = run(db.leases.finish_leased(task_id, "w1", status, charge_micro=charge,
+                                       completed_at=int(now), **values))
             assert won
             for t in claimed:  # release the others untouched
                 if t.id != task_id:
-                    run(db.update_leased(t.id, "w1", lease_owner=None, lease_until=None))
+                    run(db.leases.update_leased(t.id, "w1", lease_owner=None, lease_until=None))
             self.finished[task_id] = status
             return won
 

@@ -219,8 +219,13 @@ def _yaml_examples() -> list[tuple[str, str]]:
 def test_documented_files_load(tmp_path, monkeypatch, where, block):
     data = yaml.safe_load(block)
     for channel in data.get("channels") or []:
-        if channel.get("api_key_env"):
-            monkeypatch.setenv(channel["api_key_env"], "set")
+        for variable in ("api_key_env", "secret_key_env"):
+            if channel.get(variable):
+                monkeypatch.setenv(channel[variable], "set")
+        if channel.get("credentials_file"):  # the operator's key file: a stand-in here
+            stand_in = tmp_path / "service-account.json"
+            stand_in.write_text("{}")
+            block = block.replace(channel["credentials_file"], str(stand_in))
     config = load_config(write(tmp_path, block))
     for entry in data.get("models") or []:
         assert entry["name"] in config.catalog.models, where

@@ -233,7 +233,7 @@ async def test_creates_answer_the_same_on_both_paths(api_only_settings, app_clie
 
 
 def _digest(secret: str) -> str:
-    from vidgate.store.db import hash_key
+    from vidgate.store.keys import hash_key
     return hash_key(secret)
 
 

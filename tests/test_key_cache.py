@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from vidgate.api.key_cache import KeyCache
-from vidgate.store.db import ApiKey
+from vidgate.domain import ApiKey
 
 
 def a_key(revoked_at: int | None = None) -> ApiKey:

@@ -10,7 +10,7 @@ import subprocess
 import httpx
 
 from support import fresh_database_url, server_env, start_server, vidgate_cmd, wait_for
-from vidgate.store.db import Database
+from vidgate.store.database import Database
 
 
 def test_api_process_and_two_workers_share_the_work(tmp_path):

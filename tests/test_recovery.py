@@ -8,7 +8,7 @@ import httpx
 
 from support import fresh_database_url, server_env, start_server, wait_for
 from vidgate.media.probe import probe
-from vidgate.store.db import Database
+from vidgate.store.database import Database
 
 
 def _events(database_url: str) -> list[tuple[str, str]]:

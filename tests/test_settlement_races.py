@@ -15,9 +15,8 @@ from vidgate.backends.sandbox.spec import RenderSpec
 from vidgate.domain import COMPLETED, QUEUED, Task, new_task_id
 from vidgate.engine.finalize import Finalizer
 from vidgate.media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
-from vidgate.store.accounts import Accounts
 from vidgate.store.blobs import LocalBlobStore
-from vidgate.store.db import Database
+from vidgate.store.database import Database
 from vidgate.store.schema import ledger, tasks
 
 
@@ -60,11 +59,11 @@ async def test_two_finalizers_settle_once(tmp_path, database_url):
                     progress=0, created_at=int(now), status_updated_at=int(now),
                     deadline_at=now + 3600, next_poll_at=now, backend="sandbox",
                     hold_micro=800_000)
-        await db.insert_task(task)
+        await db.tasks.insert(task)
 
         # worker A claims, stalls past its lease; worker B claims the same task
-        (a_task,) = await db.claim_due("A", now + 1, now + 2, 10)
-        (b_task,) = await db.claim_due("B", now + 5, now + 60, 10)
+        (a_task,) = await db.leases.claim_due("A", now + 1, now + 2, 10)
+        (b_task,) = await db.leases.claim_due("B", now + 5, now + 60, 10)
         assert a_task.id == b_task.id == task.id
 
         # delivered 2 s of the 8 s held: charge 2 s, refund 6 s
@@ -77,7 +76,7 @@ async def test_two_finalizers_settle_once(tmp_path, database_url):
         assert sorted(results) == [False, True]
         assert await db.events(task.id) == [(task.id, "completed")]
         assert await _rows(db, task.id) == [("hold", -800_000), ("refund", 600_000)]
-        accounts = Accounts(db)
+        accounts = db.keys
         assert (await accounts.get(key.id)).balance_micro == 5_000_000 - 200_000
         assert await accounts.ledger_sum(key.id) == 4_800_000
         # the loser removed its own copy; the winner's assets are intact
@@ -85,8 +84,7 @@ async def test_two_finalizers_settle_once(tmp_path, database_url):
         folders = {p.parent for p in (tmp_path / "blobs").rglob("video.mp4")}
         assert folders == {blobs.path(done.video_key).parent}
         # a late third finalizer changes nothing
-        assert not await db.finish_leased(task.id, "B", COMPLETED, charge_micro=1,
-                                          status=COMPLETED)
+        assert not await db.leases.finish_leased(task.id, "B", COMPLETED, charge_micro=1)
         assert await _rows(db, task.id) == [("hold", -800_000), ("refund", 600_000)]
     finally:
         await db.close()
@@ -132,7 +130,7 @@ def test_sigkill_between_hold_and_settle(tmp_path):
                     cost = (await conn.execute(sa.select(tasks.c.cost_micro)
                                                .where(tasks.c.id == task_id))).scalar()
                 assert cost == 800_000
-            accounts = Accounts(db)
+            accounts = db.keys
             assert (await accounts.get(key.id)).balance_micro == 1_400_000
             assert await accounts.ledger_sum(key.id) == 1_400_000
         finally:

@@ -30,9 +30,8 @@ from .images import ImagePolicy
 from .ratelimit import RateLimiter
 from .services import Services
 from .signing import Signer
-from .store.accounts import Accounts
 from .store.blobs import open_store
-from .store.db import Database
+from .store.database import Database
 from .store.outbox import Outbox
 from .tasks import TaskService
 
@@ -101,7 +100,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        Accounts(db), janitor, KeyCache(settings.key_cache_seconds))
+                        db.keys, janitor, KeyCache(settings.key_cache_seconds))
     return services, backends
 
 

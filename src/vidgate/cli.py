@@ -15,7 +15,7 @@ import typer
 from .catalog import Model
 from .channels import ChannelConfig
 from .config import load_settings
-from .store.db import Database
+from .store.database import Database
 
 app = typer.Typer(help="vidgate: a self-hosted, Sora-compatible video generation gateway.",
                   no_args_is_help=True, add_completion=False)
@@ -109,10 +109,9 @@ def usage(
     key: str = typer.Option(None, help="Only this key id."),
 ) -> None:
     """Finished tasks, seconds delivered and cost by key, model and day (JSON lines)."""
-    from .store.accounts import Accounts
 
     async def read(db: Database):
-        return await Accounts(db).usage(key)
+        return await db.keys.usage(key)
 
     for row in _run(_with_db(read)):
         typer.echo(json.dumps(row))
@@ -124,10 +123,9 @@ def ledger(
     limit: int = typer.Option(100, help="Newest rows first."),
 ) -> None:
     """Balance movements (top-ups, holds, refunds), newest first (JSON lines)."""
-    from .store.accounts import Accounts
 
     async def read(db: Database):
-        return await Accounts(db).ledger(key, limit)
+        return await db.keys.ledger(key, limit)
 
     for row in _run(_with_db(read)):
         typer.echo(json.dumps(row))
@@ -228,7 +226,7 @@ def keys_create(
 
 def _print_key(key) -> None:
     """A key's settings as JSON, or exit 1 when there is no such key."""
-    from .store.accounts import key_view
+    from .store.keys import key_view
 
     if key is None:
         typer.echo("no such key", err=True)
@@ -239,10 +237,9 @@ def _print_key(key) -> None:
 @keys_app.command("show")
 def keys_show(key_id: str) -> None:
     """Show a key's settings and balance as JSON."""
-    from .store.accounts import Accounts
 
     async def show(db: Database):
-        return await Accounts(db).get(key_id)
+        return await db.keys.get(key_id)
 
     _print_key(_run(_with_db(show)))
 
@@ -257,7 +254,6 @@ def keys_set(
     rotate_webhook_secret: bool = typer.Option(False, help="Issue a new webhook secret."),
 ) -> None:
     """Change a key's limits, allowed models or webhook."""
-    from .store.accounts import Accounts
 
     changes: dict = {}
     if rpm is not None:
@@ -270,7 +266,7 @@ def keys_set(
         changes["webhook_url"] = None if webhook_url.lower() == "none" else webhook_url
 
     async def update(db: Database):
-        return await Accounts(db).update(key_id, changes, rotate_webhook_secret)
+        return await db.keys.update(key_id, changes, rotate_webhook_secret)
 
     _print_key(_run(_with_db(update)))
 
@@ -282,11 +278,10 @@ def keys_topup(
     note: str = typer.Option(None, help="Recorded in the ledger."),
 ) -> None:
     """Add credit to a key (its first top-up turns a no-limit key into a prepaid one)."""
-    from .store.accounts import Accounts
     from .store.ledger import InsufficientBalance
 
     async def top_up(db: Database):
-        return await Accounts(db).top_up(key_id, _usd_to_micro(amount_usd), note)
+        return await db.keys.top_up(key_id, _usd_to_micro(amount_usd), note)
 
     try:
         balance = _run(_with_db(top_up))

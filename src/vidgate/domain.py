@@ -1,4 +1,5 @@
-"""The task record and its states, shared by every layer."""
+"""The task and API-key records, shared by every layer. (A task's states and the moves
+between them are in lifecycle.py; the names are repeated here for the layers that only read.)"""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-QUEUED = "queued"
-IN_PROGRESS = "in_progress"
-COMPLETED = "completed"
-FAILED = "failed"
-TERMINAL = (COMPLETED, FAILED)
-ACTIVE = (QUEUED, IN_PROGRESS)
+from .lifecycle import ACTIVE as ACTIVE  # re-exported
+from .lifecycle import TERMINAL, TaskStatus
+
+QUEUED = TaskStatus.QUEUED
+IN_PROGRESS = TaskStatus.IN_PROGRESS
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
 
 # Failure reasons a client may see in error.code (spec/api.md section 8).
 MODERATION_BLOCKED = "moderation_blocked"
@@ -88,11 +90,9 @@ class Task:
         return self.seconds
 
     def asset_key(self, variant: str) -> str | None:
-        return {
-            "video": self.video_key,
-            "thumbnail": self.thumbnail_key,
-            "spritesheet": self.spritesheet_key,
-        }[variant]
+        if variant not in VARIANTS:
+            raise KeyError(variant)
+        return getattr(self, f"{variant}_key")
 
     def assets_available(self, now: float) -> bool:
         return (
@@ -100,3 +100,34 @@ class Task:
             and self.video_key is not None
             and (self.assets_expire_at is None or now < self.assets_expire_at)
         )
+
+
+@dataclass
+class ApiKey:
+    """A client's key as stored (never the key itself). A revoked key is still a key: every
+    lookup returns it with `revoked_at` set, so operators see it; `usable` is the one answer
+    to whether it may authenticate or create anything."""
+
+    id: str
+    name: str
+    prefix: str
+    created_at: int
+    revoked_at: int | None
+    balance_micro: int | None = None       # None: no limit
+    rpm_limit: int | None = None
+    max_concurrent: int | None = None
+    allowed_models: list[str] | None = None  # None: every model
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.balance_micro is None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def usable(self) -> bool:
+        return not self.revoked

@@ -19,9 +19,9 @@ from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
 from .ratelimit import RateLimiter
 from .signing import AssetLinks, Signer
-from .store.accounts import Accounts
 from .store.blobs import BlobStore
-from .store.db import Database
+from .store.database import Database
+from .store.keys import Keys
 from .tasks import TaskService
 
 
@@ -35,7 +35,7 @@ class Services:
     engine: Engine | None
     limiter: RateLimiter
     webhooks: WebhookSender | None
-    accounts: Accounts
+    accounts: Keys
     janitor: Janitor | None
     key_cache: KeyCache
 

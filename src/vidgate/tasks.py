@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable
 
 from .catalog import Catalog, RawVideoRequest, VideoRequest
-from .domain import COMPLETED, QUEUED, Task, new_task_id
+from .domain import COMPLETED, QUEUED, VARIANTS, ApiKey, Task, new_task_id
 from .errors import ApiError, expired, invalid, not_found
 from .images import ImagePolicy, load_reference
+from .store.admission import ConcurrencyLimitReached
 from .store.blobs import BlobStore
-from .store.db import ApiKey, ConcurrencyLimitReached, Database
+from .store.database import Database
 from .store.ledger import InsufficientBalance
 
 
@@ -30,7 +31,8 @@ class TaskService:
         on_created=None,
         can_route: Callable[[VideoRequest, bool], bool] | None = None,
     ) -> None:
-        self.db = db
+        self.keys = db.keys
+        self.tasks = db.tasks
         self.blobs = blobs
         self.catalog = catalog
         self.image_policy = image_policy
@@ -62,7 +64,7 @@ class TaskService:
             raw, default_size=default_size, model_not_found_status=model_not_found_status
         )
         if idempotency_key:
-            earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
+            earlier = await self.tasks.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
         self._check_route(request, image=raw.image is not None)
@@ -81,8 +83,8 @@ class TaskService:
         remixed_from: str | None,
         remix_of: dict | None = None,
     ) -> Task:
-        account = await self.db.get_key(owner_id)
-        if account is None:  # revoked or removed between auth and here
+        account = await self.keys.get(owner_id)
+        if account is None or not account.usable:  # revoked or removed since auth
             raise ApiError(401, "unauthorized", "Incorrect API key provided.")
         if not self.catalog.allows(account.allowed_models, request.model):
             raise ApiError(403, "forbidden",
@@ -117,7 +119,7 @@ class TaskService:
             task.reference_key = f"tasks/{task.id}/reference"
             await self.blobs.put_bytes(task.reference_key, reference)
         try:
-            stored, created = await self.db.insert_task(
+            stored, created = await self.tasks.insert(
                 task, max_concurrent=account.max_concurrent
             )
         except (InsufficientBalance, ConcurrencyLimitReached) as exc:
@@ -131,7 +133,7 @@ class TaskService:
         return stored
 
     async def get(self, owner_id: str, task_id: str) -> Task:
-        task = await self.db.get_task(task_id, owner_id)
+        task = await self.tasks.get(task_id, owner_id)
         if task is None:
             raise not_found()
         return task
@@ -143,14 +145,14 @@ class TaskService:
             raise invalid("'order' must be 'asc' or 'desc'.", param="order")
         if not 1 <= limit <= 100:
             raise invalid("'limit' must be between 1 and 100.", param="limit")
-        return await self.db.list_tasks(
+        return await self.tasks.list(
             owner_id, after=after or None, limit=limit, descending=order == "desc"
         )
 
     async def delete(self, owner_id: str, task_id: str) -> None:
         """Delete a task; an unfinished one is cancelled by the engine right after."""
         task = await self.get(owner_id, task_id)
-        if not await self.db.mark_deleted(task.id, owner_id):
+        if not await self.tasks.mark_deleted(task.id, owner_id):
             raise not_found()
         if task.finished:
             await self.blobs.delete_prefix(f"tasks/{task.id}")
@@ -173,7 +175,7 @@ class TaskService:
                 param="video_id",
             )
         if idempotency_key:
-            earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)
+            earlier = await self.tasks.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
         reference = await self.blobs.get_bytes(source.thumbnail_key) if source.thumbnail_key \
@@ -210,10 +212,8 @@ class TaskService:
 
     async def content(self, owner_id: str, task_id: str, variant: str) -> str:
         """The blob key of one of an owner's assets (the content route streams it)."""
-        if variant not in ("video", "thumbnail", "spritesheet"):
-            raise invalid(
-                "'variant' must be one of video, thumbnail, spritesheet.", param="variant"
-            )
+        if variant not in VARIANTS:
+            raise invalid(f"'variant' must be one of {', '.join(VARIANTS)}.", param="variant")
         return self.asset_key(await self.get(owner_id, task_id), variant)
 
     def asset_key(self, task: Task, variant: str) -> str:

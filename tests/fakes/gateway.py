@@ -14,8 +14,8 @@ from vidgate.app import create_app
 from vidgate.channels import ChannelConfig
 from vidgate.config import Settings
 from vidgate.domain import Task
-from vidgate.store.db import _row_to_task
 from vidgate.store.schema import task_events, tasks
+from vidgate.store.tasks import task_from_row
 
 from .upstream import FakeUpstream
 
@@ -68,7 +68,7 @@ class Gateway:
     async def rows(self) -> dict[str, Task]:
         """Every task row, deleted ones included."""
         async with self.db.engine.connect() as conn:
-            return {r.id: _row_to_task(r) for r in (await conn.execute(sa.select(tasks))).all()}
+            return {r.id: task_from_row(r) for r in (await conn.execute(sa.select(tasks))).all()}
 
     async def terminal_events(self) -> list[tuple[str, str]]:
         query = sa.select(task_events.c.task_id, task_events.c.kind).where(

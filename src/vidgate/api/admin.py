@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from starlette.responses import Response
 
+from ..domain import ApiKey
 from ..errors import ApiError
 from ..services import Services
-from ..store.accounts import key_view
-from ..store.db import ApiKey
+from ..store.keys import key_view
 from ..store.ledger import InsufficientBalance
 from .deps import Deps, services_of
 from .responses import json_response

@@ -11,9 +11,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..domain import ApiKey
 from ..errors import ApiError
 from ..services import Services
-from ..store.db import ApiKey, hash_key
+from ..store.keys import hash_key
 from .deps import services_of
 
 

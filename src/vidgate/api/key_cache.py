@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from ..store.db import ApiKey
+from ..domain import ApiKey
 
 
 class KeyCache:

@@ -12,11 +12,12 @@ from PIL import Image
 
 from ..backends.base import Backend, Job, ResultFiles, ResultUnavailable
 from ..domain import COMPLETED, Task
+from ..lifecycle import COMPLETED_PROGRESS
 from ..media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 from ..media.previews import make_previews
 from ..media.probe import probe
 from ..store.blobs import BlobStore
-from ..store.db import Database
+from ..store.database import Database
 
 log = logging.getLogger("vidgate.finalize")
 
@@ -32,7 +33,7 @@ def free(_task: Task, _seconds: float) -> int:
 class Finalizer:
     def __init__(self, db: Database, blobs: BlobStore, retention_seconds: int,
                  pricing: Pricing = free) -> None:
-        self.db = db
+        self.leases = db.leases
         self.blobs = blobs
         self.retention = retention_seconds
         self.pricing = pricing
@@ -61,9 +62,9 @@ class Finalizer:
         await self.blobs.put_file(keys["spritesheet_key"], files.spritesheet, move=True)
 
         now = int(time.time())
-        won = await self.db.finish_leased(
+        won = await self.leases.finish_leased(
             task.id, worker, COMPLETED, charge_micro=self.pricing(task, info.duration),
-            status=COMPLETED, progress=100, completed_at=now, status_updated_at=now,
+            progress=COMPLETED_PROGRESS, completed_at=now, status_updated_at=now,
             delivered_seconds=round(info.duration, 3), delivered_width=info.width,
             delivered_height=info.height, video_bytes=size,
             assets_expire_at=now + self.retention, lease_owner=None, lease_until=None,

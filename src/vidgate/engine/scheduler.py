@@ -1,57 +1,31 @@
-"""The engine: claims due tasks from the database, drives them through their channel.
+"""The engine: claims due tasks from the database and runs one step of each (step.py).
 
 It is the only writer of task progress. Every task has its own `next_poll_at`; the engine
 claims due tasks in batches under a lease, so any number of engine processes can share one
-database, and a task whose worker died is picked up again once its lease runs out.
-
-One claim is one step: submit (with fail-over across channels), or one poll, or the final
-download. A step for an HTTP channel ends by releasing the lease with the task's next poll
-time, so thousands of tasks in flight cost rows in the database, not sleeping coroutines.
-Only sticky backends (the in-process sandbox) keep their lease and poll in a loop.
+database, and a task whose worker died is picked up again once its lease runs out. This
+module is the loop: claim, keep the leases alive (heartbeat), write back the tasks that steps
+hand back, in batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
-import shutil
 import time
 from pathlib import Path
 
-from ..backends.base import (
-    UNKNOWN,
-    Backend,
-    Job,
-    PollResult,
-    ResultUnavailable,
-    SubmitRefused,
-    TransientError,
-    UpstreamFailed,
-)
-from ..catalog import VideoRequest
-from ..domain import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    IN_PROGRESS,
-    QUEUED,
-    TIMEOUT,
-    UPSTREAM_ERROR,
-    Task,
-)
+from ..backends.base import Backend
+from ..domain import Task
 from ..store.blobs import BlobStore
-from ..store.db import Database
-from . import pacing
+from ..store.database import Database
 from .finalize import Finalizer, Pricing, free
-from .router import Channel, Router
+from .loop import Loop
+from .router import Router
+from .step import Steps
 
 log = logging.getLogger("vidgate.engine")
-
-# Bounds for retrying a step that crashed (a bug, a DB hiccup): not a channel's business.
-ERROR_RETRY = (1.0, 30.0)
 
 
 class Engine:
@@ -71,43 +45,37 @@ class Engine:
         fetch_retries: int = 3,
         in_flight_refresh_seconds: float = 1.0,
     ) -> None:
-        self.db = db
-        self.blobs = blobs
+        self.leases = db.leases
         self.backends = backends
         self.router = router or Router.serving_everything(backends)
-        self.work_dir = work_dir
         self.lease_seconds = lease_seconds
-        self.tick = tick_seconds
         self.max_active = max_active
-        self.fetch_retries = fetch_retries
         self.in_flight_refresh = in_flight_refresh_seconds
         self.worker_id = "w_" + secrets.token_hex(6)
-        self.finalizer = Finalizer(db, blobs, retention_seconds, pricing)
+        self.steps = Steps(
+            db, blobs, self.router, Finalizer(db, blobs, retention_seconds, pricing),
+            worker_id=self.worker_id, work_dir=work_dir, fetch_retries=fetch_retries,
+            hand_back=self._hand_back,
+        )
         self._active: dict[str, asyncio.Task] = {}
         # Steps end by handing their task back with its next poll time. Those writes are
         # collected and flushed in one transaction per tick: with thousands of tasks in
         # flight, one commit per poll was most of the engine's CPU (bench/RESULTS.md).
         self._releases: dict[str, dict] = {}
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self._loop = Loop(self._round, tick_seconds, log, "claim failed")
         self._counted_at = 0.0
 
     def wake(self) -> None:
         """Called after a create so a new task starts without waiting for the next tick."""
-        self._wake.set()
+        self._loop.wake()
+
+    def stop(self) -> None:
+        self._loop.stop()
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            while not self._stopping:
-                try:
-                    await self._flush_releases()
-                    await self._claim_and_start()
-                except Exception:  # a DB hiccup must not kill the engine
-                    log.exception("claim failed")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.tick)
-                self._wake.clear()
+            await self._loop.run()
         finally:
             heartbeat.cancel()
             for step in list(self._active.values()):
@@ -116,15 +84,22 @@ class Engine:
             with contextlib.suppress(Exception):  # unflushed leases simply run out
                 await self._flush_releases()
 
+    async def _round(self) -> None:
+        await self._flush_releases()
+        await self._claim_and_start()
+
+    def _hand_back(self, task: Task, delay: float) -> None:
+        """Hand the task back (with its status and progress) at the next flush."""
+        self._releases[task.id] = {
+            "next_poll_at": time.time() + delay, "status": task.status,
+            "progress": task.progress, "status_updated_at": task.status_updated_at,
+        }
+
     async def _flush_releases(self) -> None:
         if not self._releases:
             return
         batch, self._releases = self._releases, {}
-        await self.db.release_many(self.worker_id, batch)
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        await self.leases.release_many(self.worker_id, batch)
 
     async def _claim_and_start(self) -> None:
         """Claim a batch: tasks already bound to a channel first (polls, downloads, cancels,
@@ -135,23 +110,23 @@ class Engine:
             return
         now = time.time()
         if now - self._counted_at >= self.in_flight_refresh:
-            self.router.set_in_flight(await self.db.count_in_flight())
+            self.router.set_in_flight(await self.leases.count_in_flight())
             self._counted_at = now
         lease_until = now + self.lease_seconds
         submit_room = self.router.submit_room()
         if submit_room is None:
-            claimed = await self.db.claim_due(self.worker_id, now, lease_until, room)
+            claimed = await self.leases.claim_due(self.worker_id, now, lease_until, room)
         else:
-            claimed = await self.db.claim_due(self.worker_id, now, lease_until, room,
+            claimed = await self.leases.claim_due(self.worker_id, now, lease_until, room,
                                               submit=False)
             fresh = min(room - len(claimed), submit_room)
             if fresh > 0:
-                claimed += await self.db.claim_due(self.worker_id, now, lease_until, fresh,
+                claimed += await self.leases.claim_due(self.worker_id, now, lease_until, fresh,
                                                    submit=True)
         for task in claimed:
             if task.id in self._active:  # our own step outlived its lease: it is still on it
                 continue
-            step = asyncio.create_task(self._run_step(task))
+            step = asyncio.create_task(self.steps.run(task))
             self._active[task.id] = step
             step.add_done_callback(lambda _t, tid=task.id: self._active.pop(tid, None))
 
@@ -160,7 +135,7 @@ class Engine:
             await asyncio.sleep(self.lease_seconds / 3)
             ids = list(self._active)
             try:
-                lost = await self.db.renew_leases(
+                lost = await self.leases.renew(
                     self.worker_id, ids, time.time() + self.lease_seconds
                 )
             except Exception:
@@ -171,251 +146,3 @@ class Engine:
                 if step is not None:
                     log.warning("lost lease on %s; abandoning it", task_id)
                     step.cancel()
-
-    # ---- one task -----------------------------------------------------------------------
-
-    async def _run_step(self, task: Task) -> None:
-        try:
-            await self._step(task)
-        except asyncio.CancelledError:
-            raise
-        except UpstreamFailed as exc:
-            await self._fail(task, exc.code, exc.message)
-        except Exception:
-            log.exception("step failed for %s; will retry", task.id)
-            await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
-
-    async def _step(self, task: Task) -> None:
-        job = await self._job(task)
-        channel = self.router.get(task.backend) if task.upstream_id else None
-        if task.cancel_requested:
-            await self._cancel(task, channel, job)
-            return
-        if time.time() > task.deadline_at:
-            await self._timeout(task, channel, job)
-            return
-        if task.upstream_id is None:
-            channel = await self._submit(task, job)
-            if channel is None:
-                return
-            job = dataclasses.replace(job, upstream_id=task.upstream_id)
-            if not channel.backend.sticky:
-                # the status comes from the first poll: an accepted job may still wait upstream
-                await self._release(task, self._poll_delay(task, channel))
-                return
-        if channel is None:
-            await self._fail(task, UPSTREAM_ERROR,
-                             "The channel that accepted this job is no longer configured.")
-            return
-        await self._follow(task, channel, job)
-
-    async def _submit(self, task: Task, job: Job) -> Channel | None:
-        """Offer the job to eligible channels in order until one accepts; bind the task to it.
-
-        A refusal moves on to the next channel. Once a channel accepted, the binding is
-        written before anything else happens, and the job is never offered again.
-        """
-        remix = task.params.get("remix_of") or {}
-        source = self.router.get(remix.get("channel"))
-        only = None
-        if source is not None and source.backend.supports_remix and remix.get("upstream_id"):
-            only = source.name
-            job = dataclasses.replace(job, remix_of=remix["upstream_id"])
-        hints: list[float] = []
-        for channel in self.router.order(job.request, only=only, image=job.reference is not None):
-            if not self.router.reserve(channel):
-                continue
-            try:
-                upstream_id = await channel.backend.submit(job)
-            except SubmitRefused as exc:
-                self.router.refused(channel)
-                if exc.retry_after is not None:
-                    hints.append(exc.retry_after)
-                log.info("channel %s refused %s: %s", channel.name, task.id, exc.message)
-                continue
-            except UpstreamFailed:
-                self.router.answered(channel, accepted=False)
-                raise
-            except asyncio.CancelledError:
-                self.router.abandon(channel)
-                raise
-            except Exception:
-                self.router.refused(channel)
-                raise
-            self.router.answered(channel, accepted=True)
-            if not await self._bind(task, channel, upstream_id):
-                with contextlib.suppress(Exception):  # nobody would ever poll it: withdraw it
-                    await channel.backend.cancel(dataclasses.replace(job, upstream_id=upstream_id))
-                self.router.finished(channel.name)
-                return None
-            return channel
-        await self._release(task, self._queue_delay(task, job.request, hints))
-        return None
-
-    async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
-        values: dict = {"backend": channel.name, "upstream_id": upstream_id}
-        if channel.config.deadline_seconds is not None:
-            values["deadline_at"] = task.created_at + channel.config.deadline_seconds
-        if not await self.db.update_leased(task.id, self.worker_id, **values):
-            log.warning("lost the lease on %s right after %s accepted it", task.id, channel.name)
-            return False
-        task.backend, task.upstream_id = channel.name, upstream_id
-        task.deadline_at = values.get("deadline_at", task.deadline_at)
-        return True
-
-    async def _follow(self, task: Task, channel: Channel, job: Job) -> None:
-        """Poll; on completion download; otherwise record progress and come back later."""
-        backend = channel.backend
-        while True:
-            try:
-                result = await backend.poll(job)
-            except TransientError as exc:
-                await self._release(task, self._poll_delay(task, channel, exc.retry_after))
-                return
-            if result.state == COMPLETED:
-                job = dataclasses.replace(job, result_url=result.result_url,
-                                          thumbnail_url=result.thumbnail_url)
-                await self._complete(task, channel, job)
-                return
-            if result.state == FAILED:
-                await self._fail(task, result.error_code or UPSTREAM_ERROR,
-                                 result.error_message or "The backend failed the job.")
-                return
-            changed = self._note_progress(task, result)
-            if not backend.sticky:
-                await self._release(task, self._poll_delay(task, channel, result.retry_after))
-                return
-            if changed:
-                await self.db.update_leased(task.id, self.worker_id, **changed)
-            await asyncio.sleep(backend.poll_interval)
-            if await self.db.cancel_requested(task.id):
-                await self._cancel(task, channel, job)
-                return
-            if time.time() > task.deadline_at:
-                await self._timeout(task, channel, job)
-                return
-
-    async def _complete(self, task: Task, channel: Channel, job: Job) -> None:
-        try:
-            won = await self.finalizer.complete(task, channel.backend, job, self.worker_id)
-        except ResultUnavailable as exc:
-            await self._result_unavailable(task, channel, exc)
-            return
-        except TransientError as exc:
-            await self._release(task, self._poll_delay(task, channel, exc.retry_after))
-            return
-        finally:
-            self._drop_work_dir(task)
-        if won:
-            self.router.finished(channel.name)
-        else:  # cancelled meanwhile: let the next claim record that
-            await self._release(task, delay=0)
-
-    async def _result_unavailable(self, task: Task, channel: Channel,
-                                  exc: ResultUnavailable) -> None:
-        """URLs flap and a fresh poll may hand out a fresh one, so try a few times; an
-        expired result stays expired, and then the task fails instead of polling for hours."""
-        failures = int(task.params.get("fetch_failures") or 0) + 1
-        if failures >= self.fetch_retries:
-            await self._fail(task, UPSTREAM_ERROR,
-                             f"The result could not be downloaded from the upstream: "
-                             f"{exc.message}.")
-            return
-        params = {**task.params, "fetch_failures": failures}
-        if await self.db.update_leased(task.id, self.worker_id, params=params):
-            task.params = params
-            await self._release(task, self._poll_delay(task, channel, exc.retry_after))
-
-    async def _job(self, task: Task) -> Job:
-        reference = None
-        if task.reference_key and (task.upstream_id is None or self._is_sticky(task)):
-            # needed to submit (and by an in-process backend that may have to start over)
-            reference = await self.blobs.get_bytes(task.reference_key)
-        request = VideoRequest(
-            model=task.model, prompt=task.prompt, width=task.width, height=task.height,
-            seconds=task.seconds, metadata=task.params.get("metadata") or {}, seed=task.seed,
-        )
-        return Job(task.id, request, self.work_dir / task.id, reference, task.upstream_id)
-
-    def _note_progress(self, task: Task, result: PollResult) -> dict:
-        """Apply a poll's status and progress to `task`; returns the fields that changed."""
-        values: dict = {}
-        if result.state in (QUEUED, IN_PROGRESS) and result.state != task.status:
-            # a task never goes back to queued once it was in progress
-            if not (task.status == IN_PROGRESS and result.state == QUEUED):
-                values["status"] = result.state
-                task.status = result.state
-        if result.progress is not None and result.state != UNKNOWN:
-            progress = max(0, min(99, int(result.progress)))
-            if progress > task.progress:
-                values["progress"] = progress
-                task.progress = progress
-        if values:
-            values["status_updated_at"] = task.status_updated_at = int(time.time())
-        return values
-
-    # ---- pacing -------------------------------------------------------------------------
-
-    def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None
-                    ) -> float:
-        cfg = channel.config
-        return pacing.next_delay(task.attempts, cfg.poll_min_seconds, cfg.poll_max_seconds,
-                                 retry_after)
-
-    def _queue_delay(self, task: Task, request: VideoRequest, hints: list[float]) -> float:
-        """No channel took the job now: back off within the bounds of the channels that
-        could serve it, and never sooner than the soonest Retry-After they sent."""
-        serving = [ch.config for ch in self.router.channels.values()
-                   if ch.config.serves(request.model, request.size, request.seconds)]
-        low = min((c.poll_min_seconds for c in serving), default=ERROR_RETRY[0])
-        high = max((c.poll_max_seconds for c in serving), default=ERROR_RETRY[1])
-        return pacing.next_delay(task.attempts, low, high, min(hints) if hints else None)
-
-    # ---- endings ------------------------------------------------------------------------
-
-    async def _release(self, task: Task, delay: float) -> None:
-        """Hand the task back (with its status and progress) at the next flush."""
-        self._releases[task.id] = {
-            "next_poll_at": time.time() + delay, "status": task.status,
-            "progress": task.progress, "status_updated_at": task.status_updated_at,
-        }
-
-    async def _fail(self, task: Task, code: str, message: str) -> None:
-        now = int(time.time())
-        done = await self.db.finish_leased(
-            task.id, self.worker_id, FAILED, status=FAILED, error_code=code,
-            error_message=message, completed_at=now, status_updated_at=now,
-            lease_owner=None, lease_until=None,
-        )
-        if done and task.upstream_id:
-            self.router.finished(task.backend)
-        self._drop_work_dir(task)
-
-    async def _withdraw(self, channel: Channel | None, job: Job) -> None:
-        """Forward a cancel upstream, best effort: the task ends here either way."""
-        if channel is not None and job.upstream_id:
-            try:
-                await channel.backend.cancel(job)
-            except Exception as exc:
-                log.info("cancel on %s failed: %r", channel.name, exc)
-
-    async def _timeout(self, task: Task, channel: Channel | None, job: Job) -> None:
-        await self._withdraw(channel, job)
-        await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
-
-    async def _cancel(self, task: Task, channel: Channel | None, job: Job) -> None:
-        await self._withdraw(channel, job)
-        await self._fail(task, CANCELLED, "The task was cancelled.")
-        if task.deleted_at is not None or await self._is_deleted(task.id):
-            await self.blobs.delete_prefix(f"tasks/{task.id}")
-
-    async def _is_deleted(self, task_id: str) -> bool:
-        return await self.db.get_task(task_id) is None
-
-    def _is_sticky(self, task: Task) -> bool:
-        channel = self.router.get(task.backend)
-        return channel is not None and channel.backend.sticky
-
-    def _drop_work_dir(self, task: Task) -> None:
-        shutil.rmtree(self.work_dir / task.id, ignore_errors=True)
-

@@ -18,6 +18,7 @@ import aiohttp
 from standardwebhooks import Webhook
 
 from ..store.outbox import Delivery, Outbox
+from .loop import Loop
 
 log = logging.getLogger("vidgate.webhooks")
 MAX_BACKOFF = 3600.0
@@ -39,26 +40,19 @@ class WebhookSender:
         self.max_attempts = max_attempts
         self.backoff = backoff_seconds
         self.concurrency = concurrency
-        self.tick = tick_seconds
         self._inflight: set[asyncio.Task] = set()
-        self._stopping = asyncio.Event()
+        self._loop = Loop(self._claim_and_send, tick_seconds, log, "webhook claim failed")
         self._client: aiohttp.ClientSession | None = None
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._loop.stop()
 
     async def run(self) -> None:
         # trust_env: proxies from the environment apply to webhooks, as they always have
         self._client = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True)
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self._claim_and_send()
-                except Exception:
-                    log.exception("webhook claim failed")
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.tick)
+            await self._loop.run()
         finally:
             for job in list(self._inflight):
                 job.cancel()

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection vidgate.store.db.migrate() hands over."""
+"""Alembic environment: runs on the connection store.database.Database.migrate() hands over."""
 
 from alembic import context
 

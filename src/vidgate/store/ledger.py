@@ -4,6 +4,7 @@ A key's `balance_micro` always equals the sum of its ledger rows: every change t
 together with the other. Holds are taken when a task is inserted; the settlement (refund of
 what was not delivered, or of everything on failure) is written in the transaction that
 moves the task to its terminal state, so it happens exactly once however many finalizers race.
+(The hold itself is taken by admission.py, with the task's insert.)
 """
 
 from __future__ import annotations
@@ -24,30 +25,7 @@ EXTRA = "extra"  # delivered more than was held, under the operator's "charge" o
 
 
 class InsufficientBalance(Exception):
-    pass
-
-
-async def take_hold(conn: AsyncConnection, key_id: str, task_id: str, amount: int) -> bool:
-    """Reserve `amount` from a limited key; False when the balance is short.
-
-    Always touches the key row, which also serialises concurrent creates of one key (so the
-    concurrency limit checked after it cannot be raced). Returns True for unlimited keys.
-    """
-    result = await conn.execute(
-        api_keys.update()
-        .where(
-            api_keys.c.id == key_id,
-            sa.or_(api_keys.c.balance_micro.is_(None), api_keys.c.balance_micro >= amount),
-        )
-        .values(balance_micro=api_keys.c.balance_micro - amount)  # NULL stays NULL
-        .returning(api_keys.c.balance_micro)
-    )
-    row = result.first()
-    if row is None:
-        return False
-    if row[0] is not None and amount > 0:
-        await _ledger_row(conn, key_id, task_id, HOLD, -amount)
-    return True
+    """A limited key's balance is short of a hold or of a deduction."""
 
 
 async def settle(conn: AsyncConnection, task_id: str, charge: int,

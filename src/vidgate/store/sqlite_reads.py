@@ -11,17 +11,13 @@ moments SQLite itself needs (recovering the WAL index after a crash).
 from __future__ import annotations
 
 import sqlite3
-import sys
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import make_url
 
-# Columns SQLAlchemy decodes that plain sqlite3 returns as JSON text. (Booleans come back
-# as 0/1, which the row-to-Task mapping in db.py already turns into bool, as it must for
-# every driver.)
-_JSON_COLUMNS = ("params", "allowed_models")
+from .sqlite_compiled import SqliteStatement
 
 
 def sqlite_file(url: str) -> str | None:
@@ -44,7 +40,6 @@ class SqliteRows:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._columns: dict[str, tuple[str, ...]] = {}
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -57,26 +52,11 @@ class SqliteRows:
                 self._opened.append(conn)
         return conn
 
-    def one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-        """The first row of `sql` as {column: value}, JSON columns decoded."""
-        cursor = self._connection().execute(sql, params)
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        data = dict(zip(self._names(sql, cursor), row, strict=True))
-        for name in _JSON_COLUMNS:
-            if isinstance(data.get(name), str):
-                data[name] = orjson.loads(data[name])
-        return data
-
-    def _names(self, sql: str, cursor: sqlite3.Cursor) -> tuple[str, ...]:
-        """Column names, interned: `Task(**row)` matches keyword names by identity first,
-        and fresh strings from each cursor made that matching several times slower."""
-        names = self._columns.get(sql)
-        if names is None:
-            names = tuple(sys.intern(d[0]) for d in cursor.description)
-            self._columns[sql] = names
-        return names
+    def one(self, stmt: SqliteStatement, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row of a compiled SELECT as {column: value}, converted as SQLAlchemy
+        converts it (sqlite_compiled)."""
+        row = self._connection().execute(stmt.sql, stmt.params(values)).fetchone()
+        return None if row is None else stmt.row(row)
 
     def close(self) -> None:
         with self._lock:

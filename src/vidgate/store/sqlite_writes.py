@@ -5,49 +5,25 @@ async adapter a create is four round trips to aiosqlite's thread (begin, hold, i
 commit) made one after another, and that queue, not the CPU, limited creates (bench/
 RESULTS.md). Here every create waiting when the writer comes round goes into the same
 transaction (group commit), each inside its own savepoint so one refused create (short
-balance, concurrency limit, reused Idempotency-Key) leaves the others alone. The rules are
-those of `ledger.take_hold` and `Database.insert_task` on PostgreSQL; the whole test suite runs
-on both databases to hold them to it.
+balance, concurrency limit, reused Idempotency-Key) leaves the others alone. What each create
+writes and when it is refused is admission.admit, the rule every database uses, run here with
+its statements compiled once for `sqlite3`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain import ACTIVE
+from .admission import ConcurrencyLimitReached, run_sqlite
+from .ledger import InsufficientBalance
 
 MAX_BATCH = 256
-
-_TAKE_HOLD = (
-    "UPDATE api_keys SET balance_micro = balance_micro - ? "
-    "WHERE id = ? AND (balance_micro IS NULL OR balance_micro >= ?) RETURNING balance_micro"
-)
-_HOLD_ROW = (
-    "INSERT INTO ledger (key_id, task_id, kind, amount_micro, created_at, note) "
-    "VALUES (?, ?, 'hold', ?, ?, NULL)"
-)
-_ACTIVE_COUNT = (
-    "SELECT count(*) FROM tasks WHERE owner_id = ? AND deleted_at IS NULL "
-    f"AND status IN ({', '.join(repr(s) for s in ACTIVE)})"
-)
-
-
-class HoldRefused(Exception):
-    """The key's balance is short of the hold."""
-
-
-class TooManyActive(Exception):
-    def __init__(self, active: int) -> None:
-        super().__init__(active)
-        self.active = active
 
 
 @dataclass
@@ -70,8 +46,8 @@ class SqliteTaskWriter:
 
     async def insert(self, values: dict[str, Any], max_concurrent: int | None) -> None:
         """Insert one task row and take its hold (`values["hold_micro"]`), committed when
-        this returns. Raises HoldRefused, TooManyActive or sqlite3.IntegrityError (a reused
-        idempotency key), having written nothing."""
+        this returns. Raises InsufficientBalance, ConcurrencyLimitReached or
+        sqlite3.IntegrityError (a reused idempotency key), having written nothing."""
         self._start()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -124,8 +100,9 @@ def _write(conn: sqlite3.Connection, batch: Sequence[_Insert]) -> list[BaseExcep
         for item in batch:
             conn.execute("SAVEPOINT one_task")
             try:
-                _insert_one(conn, item)
-            except (HoldRefused, TooManyActive, sqlite3.IntegrityError) as refused:
+                run_sqlite(conn, item.values, item.max_concurrent)
+            except (InsufficientBalance, ConcurrencyLimitReached, sqlite3.IntegrityError
+                    ) as refused:
                 conn.execute("ROLLBACK TO one_task")
                 outcomes.append(refused)
             else:
@@ -137,35 +114,6 @@ def _write(conn: sqlite3.Connection, batch: Sequence[_Insert]) -> list[BaseExcep
             conn.execute("ROLLBACK")
         return [failed] * len(batch)
     return outcomes
-
-
-def _insert_one(conn: sqlite3.Connection, item: _Insert) -> None:
-    values = item.values
-    owner, task_id, hold = values["owner_id"], values["id"], values["hold_micro"]
-    # Touches the key row even for unlimited keys, as ledger.take_hold does.
-    row = conn.execute(_TAKE_HOLD, (hold, owner, hold)).fetchone()
-    if row is None:
-        raise HoldRefused(owner)
-    if row[0] is not None and hold > 0:
-        conn.execute(_HOLD_ROW, (owner, task_id, -hold, int(time.time())))
-    if item.max_concurrent is not None:
-        active = conn.execute(_ACTIVE_COUNT, (owner,)).fetchone()[0]
-        if active >= item.max_concurrent:
-            raise TooManyActive(active)
-    columns = list(values)
-    conn.execute(
-        f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-        [_column_value(values[c]) for c in columns],
-    )
-
-
-def _column_value(value: Any) -> Any:
-    """As SQLAlchemy stores it on SQLite: JSON columns as JSON text, booleans as 0/1."""
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
 
 
 def _settle(future: asyncio.Future, outcome: BaseException | None) -> None:

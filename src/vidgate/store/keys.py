@@ -1,29 +1,114 @@
-"""Account operations shared by the admin API and the CLI: settings, top-ups, ledger, usage."""
+"""API keys and their accounts: creation, lookup, revocation, settings, top-ups, ledger, usage.
+
+Does a revoked key count? Every lookup here (`get`, `for_hash`, `list`) returns a key whatever
+its state, with `revoked_at` set once revoked, so the admin API and the CLI show revoked keys
+as they are. Whether a key may be used is `ApiKey.usable` (domain.py), which authentication
+and task creation check; nothing here decides it.
+"""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
+import hashlib
+import secrets
+import time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..domain import COMPLETED, ApiKey
 from . import ledger as ledger_ops
-from .db import ApiKey, Database, key_from_row, new_webhook_secret
 from .schema import api_keys, ledger, tasks
+from .sqlite_compiled import compile_sqlite
+from .sqlite_reads import SqliteRows
 
 # Fields of a key an operator may change after creation.
 EDITABLE = ("name", "rpm_limit", "max_concurrent", "allowed_models", "webhook_url")
 
+_KEY_FIELDS = [f.name for f in dataclasses.fields(ApiKey)]
+KEY_BY_ID = sa.select(api_keys).where(api_keys.c.id == sa.bindparam("key_id"))
+_KEY_BY_ID_SQLITE = compile_sqlite(KEY_BY_ID)
 
-class Accounts:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.engine = db.engine
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def key_from_mapping(mapping: Any) -> ApiKey:
+    return ApiKey(**{name: mapping[name] for name in _KEY_FIELDS})
+
+
+class Keys:
+    def __init__(self, engine: AsyncEngine, rows: SqliteRows | None = None) -> None:
+        self.engine = engine
+        self._rows = rows  # the SQLite file's direct reads, when there is one
+
+    async def create(self, name: str = "", **settings: Any) -> tuple[ApiKey, str]:
+        """Create a key; `settings` are ApiKey fields (limits, webhook_url, ...).
+
+        A starting balance is recorded as a top-up so the ledger explains every balance.
+        """
+        secret = "sk-vg-" + secrets.token_urlsafe(32)
+        balance = settings.pop("balance_micro", None)
+        if settings.get("webhook_url") and not settings.get("webhook_secret"):
+            settings["webhook_secret"] = new_webhook_secret()
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name=name,
+            prefix=secret[:12],
+            created_at=int(time.time()),
+            revoked_at=None,
+            **settings,
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    **{k: v for k, v in dataclasses.asdict(key).items() if k != "balance_micro"},
+                    key_hash=hash_key(secret),
+                )
+            )
+            if balance is not None:
+                await ledger_ops.top_up(conn, key.id, balance, "initial balance")
+                key.balance_micro = balance
+        return key, secret
+
+    async def for_hash(self, digest: str) -> ApiKey | None:
+        query = sa.select(api_keys).where(api_keys.c.key_hash == digest)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return key_from_mapping(row._mapping) if row else None
 
     async def get(self, key_id: str) -> ApiKey | None:
+        """The key, revoked or not (see the module's docstring)."""
+        if self._rows is not None:
+            found = self._rows.one(_KEY_BY_ID_SQLITE, {"key_id": key_id})
+            return key_from_mapping(found) if found else None
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
-        return key_from_row(row) if row else None
+            row = (await conn.execute(KEY_BY_ID, {"key_id": key_id})).first()
+        return key_from_mapping(row._mapping) if row else None
+
+    async def list(self) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).all()
+        return [key_from_mapping(r._mapping) for r in rows]
+
+    async def revoke(self, key_or_id: str) -> bool:
+        cond = sa.or_(api_keys.c.id == key_or_id, api_keys.c.key_hash == hash_key(key_or_id))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(cond, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=int(time.time()))
+            )
+        return result.rowcount > 0
 
     async def update(self, key_id: str, changes: dict[str, Any],
                      rotate_webhook_secret: bool = False) -> ApiKey | None:
@@ -73,7 +158,7 @@ class Accounts:
                     until: int | None = None) -> list[dict]:
         """Finished tasks by key, model and UTC day: counts, seconds delivered and cost."""
         day = (tasks.c.completed_at // 86400).label("day")
-        completed = sa.case((tasks.c.status == "completed", 1), else_=0)
+        completed = sa.case((tasks.c.status == COMPLETED, 1), else_=0)
         query = (
             sa.select(
                 tasks.c.owner_id, tasks.c.model, day,

@@ -1,0 +1,112 @@
+"""Whether a new task may be written: its hold, the key's concurrency limit, the row.
+
+The rule is written once, as a generator that yields statements and is sent back each one's
+first result row, so it does no I/O of its own. Two writers drive it: `run_async` on a
+SQLAlchemy connection (PostgreSQL, SQLite without a file) and the SQLite group-commit thread
+(sqlite_writes), which runs the same statements compiled once for `sqlite3`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain import ACTIVE
+from .ledger import HOLD, InsufficientBalance
+from .schema import api_keys, ledger, tasks
+from .sqlite_compiled import compile_sqlite
+
+TASK_COLUMNS = [c.key for c in tasks.c if c.key != "seq"]  # `seq` is the database's
+
+
+class ConcurrencyLimitReached(Exception):
+    """The key already has `max_concurrent` unfinished tasks."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(active)
+        self.active = active
+
+
+# A limited key's balance must cover the hold; the row is touched even for unlimited keys,
+# which serialises concurrent creates of one key, so the count after it cannot be raced.
+TAKE_HOLD = (
+    api_keys.update()
+    .where(api_keys.c.id == sa.bindparam("owner_id"),
+           sa.or_(api_keys.c.balance_micro.is_(None),
+                  api_keys.c.balance_micro >= sa.bindparam("hold")))
+    .values(balance_micro=api_keys.c.balance_micro - sa.bindparam("hold"))  # NULL stays NULL
+    .returning(api_keys.c.balance_micro)
+)
+HOLD_ROW = ledger.insert().values(
+    key_id=sa.bindparam("owner_id"), task_id=sa.bindparam("task_id"), kind=HOLD,
+    amount_micro=sa.bindparam("amount"), created_at=sa.bindparam("now"), note=None,
+)
+ACTIVE_COUNT = sa.select(sa.func.count()).select_from(tasks).where(
+    tasks.c.owner_id == sa.bindparam("owner_id"),
+    # literals, not an expanding IN, so the statement compiles to one fixed string
+    tasks.c.status.in_([sa.literal(s) for s in ACTIVE]),
+    tasks.c.deleted_at.is_(None),
+)
+INSERT_TASK = tasks.insert()
+
+# The same statements for sqlite3, compiled once.
+SQLITE = {
+    TAKE_HOLD: compile_sqlite(TAKE_HOLD),
+    HOLD_ROW: compile_sqlite(HOLD_ROW),
+    ACTIVE_COUNT: compile_sqlite(ACTIVE_COUNT),
+    INSERT_TASK: compile_sqlite(INSERT_TASK, column_keys=TASK_COLUMNS, table=tasks),
+}
+
+Step = tuple[sa.Executable, Mapping[str, Any]]
+
+
+def admit(row: Mapping[str, Any], max_concurrent: int | None
+          ) -> Generator[Step, tuple[Any, ...] | None, None]:
+    """Take the hold (`row["hold_micro"]`), check the concurrency limit, insert the task row.
+
+    Raises InsufficientBalance or ConcurrencyLimitReached; the caller rolls back, so a
+    refused create writes nothing.
+    """
+    owner, hold = row["owner_id"], row["hold_micro"]
+    balance = yield TAKE_HOLD, {"owner_id": owner, "hold": hold}
+    if balance is None:
+        raise InsufficientBalance(owner)
+    if balance[0] is not None and hold > 0:
+        yield HOLD_ROW, {"owner_id": owner, "task_id": row["id"], "amount": -hold,
+                         "now": int(time.time())}
+    if max_concurrent is not None:
+        counted = yield ACTIVE_COUNT, {"owner_id": owner}
+        active = counted[0] if counted else 0
+        if active >= max_concurrent:
+            raise ConcurrencyLimitReached(active)
+    yield INSERT_TASK, row
+
+
+async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
+                    max_concurrent: int | None) -> None:
+    steps = admit(row, max_concurrent)
+    answer = None
+    while True:
+        try:
+            stmt, params = steps.send(answer)
+        except StopIteration:
+            return
+        result = await conn.execute(stmt, params)
+        answer = result.first() if result.returns_rows else None
+
+
+def run_sqlite(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:
+    """The same on a `sqlite3` connection, inside the caller's transaction."""
+    steps = admit(row, max_concurrent)
+    answer = None
+    while True:
+        try:
+            stmt, params = steps.send(answer)
+        except StopIteration:
+            return
+        compiled = SQLITE[stmt]
+        answer = conn.execute(compiled.sql, compiled.params(params)).fetchone()

@@ -1,0 +1,108 @@
+"""The database: engine set-up, migrations, and the stores that share one connection pool.
+
+SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when VIDGATE_DATABASE_URL says so. The
+work is split by job: `keys` (keys.py: keys and their accounts), `tasks` (tasks.py: what the
+API reads and writes), `leases` (leases.py: what the engine claims and finishes). The few
+methods below that forward to them are what the HTTP layer and the CLI call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..domain import ApiKey, Task
+from .keys import Keys
+from .leases import Leases
+from .sqlite_compiled import JSON_DESERIALIZER
+from .sqlite_reads import SqliteRows, sqlite_file
+from .sqlite_writes import SqliteTaskWriter
+from .tasks import Tasks
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class Database:
+    def __init__(self, url: str, *, charge_overage: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"json_deserializer": JSON_DESERIALIZER}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+            # SQLite has one writer at a time. With several pooled connections, this
+            # process's concurrent writers met in SQLite's busy handler, which sleeps and
+            # retries (creates at 32 clients had p99 1.1 s before they got their own writer
+            # below); one connection makes them wait their turn in asyncio instead.
+            kwargs.update(pool_size=1, max_overflow=0)
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # On an SQLite file, one-row reads skip the async adapter (see sqlite_reads),
+        # and new tasks are written in batches by one thread (see sqlite_writes).
+        path = sqlite_file(url) if self.is_sqlite else None
+        self._rows = SqliteRows(path) if path else None
+        self._writer = SqliteTaskWriter(path) if path else None
+        self.keys = Keys(self.engine, self._rows)
+        self.tasks = Tasks(self.engine, self._rows, self._writer)
+        self.leases = Leases(self.engine, charge_overage=charge_overage)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.close)
+        if self._rows is not None:
+            self._rows.close()
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe to run from many processes at once."""
+        async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7164720113)"))
+            await conn.run_sync(_upgrade)
+
+    # ---- what the HTTP layer and the CLI call -------------------------------------------
+
+    async def create_key(self, name: str = "", **settings: Any) -> tuple[ApiKey, str]:
+        return await self.keys.create(name, **settings)
+
+    async def key_for_hash(self, digest: str) -> ApiKey | None:
+        return await self.keys.for_hash(digest)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        return await self.keys.get(key_id)
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self.keys.list()
+
+    async def revoke_key(self, key_or_id: str) -> bool:
+        return await self.keys.revoke(key_or_id)
+
+    async def get_task(self, task_id: str, owner_id: str | None = None) -> Task | None:
+        return await self.tasks.get(task_id, owner_id)
+
+    async def events(self, task_id: str | None = None) -> list[tuple[str, str]]:
+        return await self.tasks.events(task_id)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _upgrade(sync_conn: Any) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")

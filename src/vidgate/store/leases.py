@@ -1,0 +1,164 @@
+"""Task rows as the engine sees them: claimed under a lease, written only while it is held.
+
+Claiming is a conditional UPDATE whose row count decides who won, correct on SQLite and
+PostgreSQL alike without SKIP LOCKED. Every write names the worker and succeeds only while
+its lease holds; where a task may go and how its hold is settled comes from lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .. import lifecycle
+from ..domain import ACTIVE, Task
+from . import ledger as ledger_ops
+from .schema import task_events, tasks
+from .tasks import task_from_row
+
+
+def _may_become(status: str) -> sa.ColumnElement[bool]:
+    """The stored status is one `status` may overwrite (for an ending: the task is active)."""
+    return tasks.c.status.in_(lifecycle.sources(status))
+
+
+class Leases:
+    def __init__(self, engine: AsyncEngine, *, charge_overage: bool = False) -> None:
+        self.engine = engine
+        # operator policy: a video longer than held is charged beyond the hold (never below 0)
+        self.charge_overage = charge_overage
+
+    async def claim_due(
+        self, worker: str, now: float, lease_until: float, limit: int,
+        *, submit: bool | None = None,
+    ) -> list[Task]:
+        """Lease up to `limit` due tasks to `worker`; a task is leased to one worker at a time.
+
+        `submit=True` claims only tasks still waiting for a channel (so the engine can take
+        no more than its channels have room for); `submit=False` only the others: bound
+        tasks, and waiting ones that must end now (cancelled, past their deadline).
+        One conditional UPDATE claims the whole batch; its WHERE decides who won each row.
+        """
+        lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
+        cond = [
+            tasks.c.status.in_(ACTIVE),
+            sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
+            lease_free,
+        ]
+        must_end = sa.or_(tasks.c.cancel_requested == sa.true(), tasks.c.deadline_at < now)
+        if submit is True:
+            cond += [tasks.c.upstream_id.is_(None), sa.not_(must_end)]
+        elif submit is False:
+            cond.append(sa.or_(tasks.c.upstream_id.is_not(None), must_end))
+        due = sa.select(tasks.c.id).where(*cond).order_by(tasks.c.next_poll_at).limit(limit)
+        async with self.engine.begin() as conn:
+            ids = [r[0] for r in (await conn.execute(due)).all()]
+            if not ids:
+                return []
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(ids), tasks.c.status.in_(ACTIVE), lease_free)
+                .values(lease_owner=worker, lease_until=lease_until,
+                        attempts=tasks.c.attempts + 1)
+            )
+            rows = (await conn.execute(
+                sa.select(tasks).where(tasks.c.id.in_(ids), tasks.c.lease_owner == worker,
+                                       tasks.c.lease_until == lease_until)
+            )).all()
+        return [task_from_row(r) for r in rows]
+
+    async def count_in_flight(self) -> dict[str, int]:
+        """Unfinished tasks that an upstream accepted, per channel (for in-flight caps)."""
+        query = (
+            sa.select(tasks.c.backend, sa.func.count())
+            .where(tasks.c.status.in_(ACTIVE), tasks.c.upstream_id.is_not(None))
+            .group_by(tasks.c.backend)
+        )
+        async with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in (await conn.execute(query)).all() if r[0]}
+
+    async def renew(self, worker: str, ids: Sequence[str], lease_until: float) -> set[str]:
+        """Extend leases still held; returns the ids whose lease this worker lost."""
+        if not ids:
+            return set()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
+                .values(lease_until=lease_until)
+            )
+            held = (
+                await conn.execute(
+                    sa.select(tasks.c.id).where(
+                        tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker
+                    )
+                )
+            ).all()
+        return set(ids) - {r[0] for r in held}
+
+    async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
+        """Hand back many held tasks in one transaction: each gets its next poll time, status
+        and progress (never lower than stored); tasks whose lease was lost are untouched."""
+        stmt = (
+            tasks.update()
+            .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == worker)
+            .values(
+                lease_owner=None, lease_until=None,
+                next_poll_at=sa.bindparam("b_next"),
+                status=sa.bindparam("b_status"),
+                status_updated_at=sa.bindparam("b_updated"),
+                progress=lifecycle.progress_at_least(tasks.c.progress,
+                                                     sa.bindparam("b_progress")),
+            )
+        )
+        rows = [
+            {"b_id": task_id, "b_next": v["next_poll_at"], "b_status": v["status"],
+             "b_updated": v["status_updated_at"], "b_progress": v["progress"]}
+            for task_id, v in releases.items()
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt, rows)
+
+    async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
+        """Write fields of a task this worker holds; False when the lease was lost."""
+        async with self.engine.begin() as conn:
+            return await _update_leased(conn, task_id, worker, values)
+
+    async def finish_leased(self, task_id: str, worker: str, status: str,
+                            charge_micro: int = 0, **values: Any) -> bool:
+        """End a held task with `status` (completed or failed), atomically and once: the
+        event row, the settlement of its hold and the webhook notification are written in
+        the same transaction. `charge_micro` is the delivered price; what is kept of it is
+        the ending's rule (lifecycle.ENDINGS)."""
+        ending = lifecycle.ENDINGS[status]
+        values["status"] = ending.status
+        async with self.engine.begin() as conn:
+            if not await _update_leased(conn, task_id, worker, values,
+                                        unless_cancelled=ending.loses_to_cancel):
+                return False
+            await conn.execute(
+                task_events.insert().values(
+                    task_id=task_id, kind=ending.event, created_at=int(time.time())
+                )
+            )
+            await ledger_ops.settle(conn, task_id, ending.charge(charge_micro),
+                                    self.charge_overage)
+            await ledger_ops.enqueue_webhook(conn, task_id, f"video.{ending.event}")
+        return True
+
+
+async def _update_leased(conn: AsyncConnection, task_id: str, worker: str,
+                         values: dict[str, Any], unless_cancelled: bool = False) -> bool:
+    cond = [tasks.c.id == task_id, tasks.c.lease_owner == worker]
+    if "status" in values:
+        cond.append(_may_become(values["status"]))
+    if unless_cancelled:
+        cond.append(tasks.c.cancel_requested == sa.false())
+    if "progress" in values:
+        values["progress"] = lifecycle.progress_at_least(tasks.c.progress, values["progress"])
+    result = await conn.execute(tasks.update().where(*cond).values(**values))
+    return result.rowcount > 0
