@@ -7,6 +7,7 @@ from typing import Any
 from ..channels import ChannelConfig
 from .base import Backend
 from .generations import GenerationsBackend
+from .kling import KlingBackend
 from .openai import OpenAIBackend
 from .sandbox.backend import SandboxBackend
 from .unified import UnifiedBackend
@@ -15,6 +16,7 @@ _HTTP_KINDS = {
     "openai": OpenAIBackend,
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
+    "kling": KlingBackend,
 }
 
 
