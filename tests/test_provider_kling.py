@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import secrets
 import time
 
@@ -16,9 +15,8 @@ import pytest
 from PIL import Image
 
 from fakes.faults import Faults
-from fakes.gateway import FAST, gateway
-from fakes.kling import FakeKling
-from fakes.serving import ServerThread
+from fakes.gateway import gateway
+from fakes.kling import ACCESS, SECRET, FakeKling, KlingWorld, kling_channel
 from fakes.sized import SizedVideos
 from fakes.upstream import FileHost
 from support import await_for
@@ -30,7 +28,6 @@ from vidgate.catalog import VideoRequest
 from vidgate.channels import ChannelConfig, ConfigError, load_channels
 from vidgate.media.probe import probe
 
-ACCESS, SECRET = "ak-test-access", "sk-test-secret-key-of-32-bytes-or-more"
 TRANSIENT = ("500", "502", "503", "429", "slow", "reset", "garbage")
 
 
@@ -41,29 +38,13 @@ def videos(tmp_path_factory) -> SizedVideos:
 
 @pytest.fixture
 def world(videos):
-    thread = ServerThread()
-    files = FileHost()
-    files.url = thread.serve(files.app())
-    fakes: list[FakeKling] = []
-
-    def add(**kwargs) -> FakeKling:
-        fake = FakeKling(access_key=ACCESS, secret_key=SECRET, videos=videos, files=files,
-                         **kwargs)
-        fake.origin = thread.serve(fake.app())
-        fakes.append(fake)
-        return fake
-
-    yield add, files
-    thread.stop()
+    fakes = KlingWorld(videos, ACCESS, SECRET)
+    yield fakes.add, fakes.files
+    fakes.close()
 
 
 def channel(fake: FakeKling, name: str = "kling", **overrides) -> ChannelConfig:
-    os.environ["VG_TEST_KLING_AK"], os.environ["VG_TEST_KLING_SK"] = ACCESS, SECRET
-    fields = {"name": name, "kind": "kling", "base_url": fake.origin,
-              "api_key_env": "VG_TEST_KLING_AK", "secret_key_env": "VG_TEST_KLING_SK",
-              "models": {"sora-2": "kling-v2-6"},
-              "metadata_fields": ["negative_prompt", "cfg_scale"], **FAST, **overrides}
-    return ChannelConfig(**fields)
+    return kling_channel(fake, name, **overrides)
 
 
 def _png(width: int, height: int) -> bytes:

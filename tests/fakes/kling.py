@@ -29,6 +29,7 @@ import base64
 import binascii
 import io
 import itertools
+import os
 import threading
 import time
 import uuid
@@ -42,7 +43,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vidgate.channels import ChannelConfig
+
 from .faults import FaultMiddleware, Faults
+from .gateway import FAST
+from .serving import ServerThread
 from .sized import SizedVideos
 from .upstream import FileHost, Recorder
 
@@ -234,3 +239,37 @@ class FakeKling:
         if not path.startswith("/v1/videos/"):
             return None
         return "submit" if method == "POST" else "poll"
+
+
+class KlingWorld:
+    """Kling fakes plus the CDN they put results on, all served until close()."""
+
+    def __init__(self, videos: SizedVideos, access_key: str, secret_key: str) -> None:
+        self.videos = videos
+        self.access_key, self.secret_key = access_key, secret_key
+        self.thread = ServerThread()
+        self.files = FileHost()
+        self.files.url = self.thread.serve(self.files.app())
+
+    def add(self, **kwargs) -> FakeKling:
+        fake = FakeKling(access_key=self.access_key, secret_key=self.secret_key,
+                         videos=self.videos, files=self.files, **kwargs)
+        fake.origin = self.thread.serve(fake.app())
+        return fake
+
+    def close(self) -> None:
+        self.thread.stop()
+
+
+ACCESS, SECRET = "ak-test-access", "sk-test-secret-key-of-32-bytes-or-more"
+
+
+def kling_channel(fake: FakeKling, name: str = "kling", **overrides) -> ChannelConfig:
+    """A kling channel on `fake`, both keys through environment variables as in production;
+    `sora-2` maps to a Kling model, and clients may set negative_prompt and cfg_scale."""
+    os.environ["VG_TEST_KLING_AK"], os.environ["VG_TEST_KLING_SK"] = ACCESS, SECRET
+    fields = {"name": name, "kind": "kling", "base_url": fake.origin,
+              "api_key_env": "VG_TEST_KLING_AK", "secret_key_env": "VG_TEST_KLING_SK",
+              "models": {"sora-2": "kling-v2-6"},
+              "metadata_fields": ["negative_prompt", "cfg_scale"], **FAST, **overrides}
+    return ChannelConfig(**fields)
