@@ -8,6 +8,7 @@ from ..channels import ChannelConfig
 from .base import Backend
 from .generations import GenerationsBackend
 from .kling import KlingBackend
+from .minimax import MiniMaxBackend
 from .openai import OpenAIBackend
 from .sandbox.backend import SandboxBackend
 from .unified import UnifiedBackend
@@ -17,6 +18,7 @@ _HTTP_KINDS = {
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
     "kling": KlingBackend,
+    "minimax": MiniMaxBackend,
 }
 
 
