@@ -309,5 +309,7 @@ def test_config_load_checks_mode_sizes_and_the_secret(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="1280x720 cannot be produced with mode 'pro'"):
         load("    secret_key_env: KLING_SK\n    extra_fields: {mode: pro}\n"
              "    sizes: [1280x720]\n")
+    with pytest.raises(ConfigError, match="1280x720 comes only in 5, 10 s"):
+        load("    secret_key_env: KLING_SK\n    seconds: [5, 8]\n")
     with pytest.raises(ConfigError, match="extra_fields.mode"):
         load("    secret_key_env: KLING_SK\n    extra_fields: {mode: turbo}\n")

@@ -1,10 +1,10 @@
 """What each channel kind brings by default: the provider's public endpoint and the sizes and
-lengths its adapter can produce.
+lengths its adapter can produce, and the checks a channel of that kind must pass.
 
-Pure data, read by the channel loader (channels.py) to fill what a channel leaves out, so an
-operator writes only a name, a kind, a key and models, and the router never sends a request
-the provider would reject or quietly change. A channel's own `base_url`, `sizes` or
-`seconds` always win.
+Read by the channel loader (channels.py) to fill what a channel leaves out, so an operator
+writes only a name, a kind, a key and models, and the router never sends a request the
+provider would reject or quietly change. A channel's own `base_url`, `sizes` or `seconds`
+always win, within what the provider can make.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class KindDefaults:
         if self.sizes_by is not None:
             field, absent, table = self.sizes_by
             value = extra_fields.get(field, absent)
-            if value not in table:
+            if not isinstance(value, str) or value not in table:
                 found.append(f"field 'extra_fields.{field}': must be one of "
                              f"{', '.join(table)}, not {value!r}")
             elif sizes is not None and (wrong := [s for s in sizes if s not in table[value]]):
@@ -85,6 +85,7 @@ KINDS: dict[str, KindDefaults] = {
         base_url="https://api-singapore.klingai.com",
         sizes=KLING_SIZES["std"], seconds=(5, 10),
         sizes_by=("mode", "std", KLING_SIZES), required=("api_key_env", "secret_key_env"),
+        seconds_by_size={size: (5, 10) for sizes in KLING_SIZES.values() for size in sizes},
     ),
     # MiniMax Hailuo: 768P is 1366x768 (6 or 10 s), 1080P is 1920x1080 (6 s only); the
     # default channel offers 768P, a 1080P channel says `sizes: [1920x1080], seconds: [6]`.

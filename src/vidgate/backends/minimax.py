@@ -120,8 +120,8 @@ def accepted(response: UpstreamResponse) -> dict:
 
 
 def read_task(body: Any) -> PollResult:
-    """A PollResult from a query answer (also the shape of MiniMax's callback body); a
-    completed task's URL comes from /v1/files/retrieve, not from here."""
+    """A PollResult from a query answer; a completed task's URL comes from
+    /v1/files/retrieve, not from here (kept apart so a pushed status could be read alike)."""
     if not isinstance(body, dict):
         return PollResult(UNKNOWN)
     status = body.get("status")
