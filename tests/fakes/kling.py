@@ -13,7 +13,8 @@
   data: prefix); `GET /v1/videos/{kind}/{task_id}`; every answer {code, message,
   request_id, data}; data {task_id, task_status (submitted|processing|succeed|failed),
   task_status_msg, task_info, task_result {videos [{id, url, duration}]}, created_at,
-  updated_at}. "Callback Schema": the callback body is that same data object.
+  updated_at}. The docs have a "Callback Schema" page, not read here: the fake assumes
+  the callback body is that same data object (to be checked when callbacks are wired).
 
 What the fake makes: std is 720p, pro 1080p, in the requested aspect (text) or the aspect
 of the image nearest to 16:9, 9:16 or 1:1 (image), for `duration` seconds; the result URL
@@ -204,7 +205,7 @@ class FakeKling:
         return "failed" if task.has("fail") else "succeed"
 
     def task_data(self, task: KlingTask) -> dict:
-        """The query's `data`, which is also the callback body."""
+        """The query's `data` (assumed to be the callback body too: see the docstring)."""
         status = self.state(task)
         data = {"task_id": task.id, "task_status": status, "task_status_msg": "",
                 "task_info": {}, "created_at": task.created_ms,

@@ -96,8 +96,9 @@ class KlingBackend(HttpBackend):
         return KlingToken(access, secret, lifetime=TOKEN_SECONDS, margin=RENEW_MARGIN)
 
     async def submit(self, job: Job, callback_url: str | None = None) -> str:
-        """`callback_url`: where Kling should push the task's end (the same body a query
-        returns, read by `read_task`); the engine passes one once vidgate serves them."""
+        """`callback_url`: where Kling should push the task's end; the engine passes one
+        once vidgate serves them (its body is read by `read_task`, assumed to be a query's
+        `data`: check against Kling's "Callback Schema" page when wiring it)."""
         req = job.request
         mode = self.config.extra_fields.get("mode", "std")
         sizes = KLING_SIZES.get(mode, ())
@@ -163,7 +164,8 @@ def accepted(response: UpstreamResponse) -> dict:
 
 
 def read_task(body: Any) -> PollResult:
-    """A PollResult from a query answer (the envelope) or a callback (its `data` alone)."""
+    """A PollResult from a query answer (the envelope) or its `data` alone (what a callback
+    is expected to carry)."""
     if not isinstance(body, dict):
         return PollResult(UNKNOWN)
     task = body["data"] if isinstance(body.get("data"), dict) else body
