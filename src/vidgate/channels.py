@@ -96,8 +96,9 @@ class ChannelConfig(BaseModel):
             defaults = KINDS.get(data["kind"])
             if defaults is not None:
                 data = dict(data)
+                sizes = defaults.default_sizes(data.get("extra_fields"))
                 for field, value in (("base_url", defaults.base_url),
-                                     ("sizes", defaults.sizes), ("seconds", defaults.seconds)):
+                                     ("sizes", sizes), ("seconds", defaults.seconds)):
                     if data.get(field) is None and value is not None:
                         data[field] = list(value) if isinstance(value, tuple) else value
             if data["kind"] == "vertex" and data.get("base_url") is None \
@@ -323,6 +324,7 @@ def _check(path: Path, index: int, ch: ChannelConfig, catalog: Catalog) -> list[
                 problems.append(f"{where}: field '{field}': kind '{ch.kind}' cannot produce "
                                 f"{', '.join(map(str, extra))} (it can: "
                                 f"{', '.join(map(str, allowed or ()))})")
+    problems += [f"{where}: {p}" for p in KINDS[ch.kind].problems(ch)]
     if ch.poll_max_seconds < ch.poll_min_seconds:
         problems.append(f"{where}: field 'poll_max_seconds': must be >= poll_min_seconds")
     return problems

@@ -9,7 +9,9 @@ from .base import Backend
 from .fal import FalBackend
 from .gemini import GeminiBackend
 from .generations import GenerationsBackend
+from .kling import KlingBackend
 from .luma import LumaBackend
+from .minimax import MiniMaxBackend
 from .openai import OpenAIBackend
 from .replicate import ReplicateBackend
 from .runway import RunwayBackend
@@ -27,6 +29,8 @@ _HTTP_KINDS = {
     "replicate": ReplicateBackend,
     "runway": RunwayBackend,
     "luma": LumaBackend,
+    "kling": KlingBackend,
+    "minimax": MiniMaxBackend,
 }
 
 
