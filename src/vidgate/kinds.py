@@ -24,4 +24,12 @@ KINDS: dict[str, KindDefaults] = {
     "openai": KindDefaults(),
     "generations": KindDefaults(),
     "unified": KindDefaults(),
+    # Seedance on Volcengine Ark; BytePlus ModelArk is https://ark.ap-southeast.bytepluses.com/api/v3
+    "ark": KindDefaults(
+        base_url="https://ark.cn-beijing.volces.com/api/v3",
+        sizes=("864x496", "752x560", "640x640", "560x752", "496x864", "992x432",
+               "1280x720", "1112x834", "960x960", "834x1112", "720x1280", "1470x630",
+               "1920x1080", "1664x1248", "1440x1440", "1248x1664", "1080x1920"),
+        seconds=tuple(range(4, 13)),
+    ),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channels import ChannelConfig
+from .ark import ArkBackend
 from .base import Backend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
@@ -15,6 +16,7 @@ _HTTP_KINDS = {
     "openai": OpenAIBackend,
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
+    "ark": ArkBackend,
 }
 
 
