@@ -32,4 +32,12 @@ KINDS: dict[str, KindDefaults] = {
                "1920x1080", "1664x1248", "1440x1440", "1248x1664", "1080x1920"),
         seconds=tuple(range(4, 13)),
     ),
+    # Wan on Model Studio, Singapore; Beijing is https://dashscope.aliyuncs.com/api/v1
+    "dashscope": KindDefaults(
+        base_url="https://dashscope-intl.aliyuncs.com/api/v1",
+        sizes=("832x480", "480x832", "624x624", "1280x720", "720x1280", "960x960",
+               "1088x832", "832x1088", "1920x1080", "1080x1920", "1440x1440", "1632x1248",
+               "1248x1632"),
+        seconds=(5, 10),
+    ),
 }

@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +41,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vidgate.backends.sandbox.render import render_sandbox
 from vidgate.backends.sandbox.sample import SampleMedia
-from vidgate.backends.sandbox.spec import RenderSpec
 
 from .faults import FaultMiddleware, Faults
+from .renders import render
 from .upstream import FakeWorld, FileHost, Recorder
 
 TABLE = {
@@ -63,29 +62,6 @@ CREATE_FIELDS = {  # the create body's fields in the SDK
     "camera_fixed", "watermark", "seed", "resolution", "ratio", "duration", "frames", "tools",
     "output_format", "omni_reference_task_type",
 }
-
-
-_RENDERS: dict[tuple[Path, int, int, int], Future] = {}
-_RENDERS_LOCK = threading.Lock()
-_RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fake-ark-render")
-
-
-def render(work: Path, width: int, height: int, seconds: int) -> Future:
-    """The result video of one size and length, rendered once per process in a thread (so
-    fakes of several tests share it and none blocks its event loop)."""
-    key = (work, width, height, seconds)
-    with _RENDERS_LOCK:
-        if key not in _RENDERS:
-            folder = work / f"{width}x{height}x{seconds}"
-            spec = RenderSpec(prompt=f"seedance {width}x{height}", width=width,
-                              height=height, seconds=seconds, fps=4)
-
-            def run() -> Path:
-                render_sandbox(spec, folder)
-                return folder / "video.mp4"
-
-            _RENDERS[key] = _RENDERER.submit(run)
-        return _RENDERS[key]
 
 
 def _json(data, status: int = 200) -> Response:

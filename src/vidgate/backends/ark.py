@@ -105,7 +105,7 @@ class ArkBackend(HttpBackend):
                             "role": "first_frame"})
         extra = self.extra_fields(req)
         body: dict[str, Any] = {k: extra[k] for k in PASS_THROUGH if k in extra}
-        if req.seed is not None:
+        if req.seed:  # 0 is "no seed given"
             body["seed"] = req.seed
         body.update(model=self.config.upstream_model(req.model), content=content,
                     resolution=resolution, ratio=ratio, duration=req.seconds)

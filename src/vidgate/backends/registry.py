@@ -7,6 +7,7 @@ from typing import Any
 from ..channels import ChannelConfig
 from .ark import ArkBackend
 from .base import Backend
+from .dashscope import DashScopeBackend
 from .generations import GenerationsBackend
 from .openai import OpenAIBackend
 from .sandbox.backend import SandboxBackend
@@ -17,6 +18,7 @@ _HTTP_KINDS = {
     "generations": GenerationsBackend,
     "unified": UnifiedBackend,
     "ark": ArkBackend,
+    "dashscope": DashScopeBackend,
 }
 
 
