@@ -16,13 +16,17 @@ Written from:
   as `InputTextSensitiveContentDetected`, `InputImageSensitiveContentDetected`,
   `OutputVideoSensitiveContentDetected`, `InputTextRiskDetection`; bad parameters are
   `InvalidParameter`.
-- The Seedance 1.5 pro / 2.0 table of width x height per `resolution` and `ratio`.
+- The Seedance 1.5 pro / 2.0 table of width x height per `resolution` and `ratio`, as
+  republished on Runware's Seedance 1.5 Pro model page (1080p 21:9 was cut off there, so
+  it is left out); 720p 3:4 = 834x1112 and 480p 1:1 = 640x640 also appear in Seedance 2.0's
+  input limits.
 
 Results live on a second origin (the `FileHost`, standing in for the object-storage CDN the
 real `video_url` points at), so tests can check the key never goes there. A task's fate is
 read from tags in its prompt: [refuse] (400 at submit), [moderation] (fails with an output
-refusal), [fail], [expired] (the task expires; with `chaos=True` the result URL 410s instead,
-as the shared chaos scenarios want), [stuck] (runs forever), [queued] (stays queued), [slowdl].
+refusal), [fail], [expired] (the task expires; with `chaos=True` its result URL is gone
+instead, as the shared chaos scenarios want), [stuck] (runs forever), [queued] (stays
+queued), [slowdl].
 """
 
 from __future__ import annotations
