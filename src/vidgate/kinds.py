@@ -131,6 +131,22 @@ KINDS: dict[str, KindDefaults] = {
         sizes=("1366x768",), seconds=(6, 10),
         seconds_by_size=MINIMAX_SECONDS, required=("api_key_env",),
     ),
+    # Seedance on Volcengine Ark; BytePlus ModelArk is https://ark.ap-southeast.bytepluses.com/api/v3
+    "ark": KindDefaults(
+        base_url="https://ark.cn-beijing.volces.com/api/v3",
+        sizes=("864x496", "752x560", "640x640", "560x752", "496x864", "992x432",
+               "1280x720", "1112x834", "960x960", "834x1112", "720x1280", "1470x630",
+               "1920x1080", "1664x1248", "1440x1440", "1248x1664", "1080x1920"),
+        seconds=tuple(range(4, 13)),
+    ),
+    # Wan on Model Studio, Singapore; Beijing is https://dashscope.aliyuncs.com/api/v1
+    "dashscope": KindDefaults(
+        base_url="https://dashscope-intl.aliyuncs.com/api/v1",
+        sizes=("832x480", "480x832", "624x624", "1280x720", "720x1280", "960x960",
+               "1088x832", "832x1088", "1920x1080", "1080x1920", "1440x1440", "1632x1248",
+               "1248x1632"),
+        seconds=(5, 10),
+    ),
 }
 
 

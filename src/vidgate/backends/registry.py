@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..channels import ChannelConfig
+from .ark import ArkBackend
 from .base import Backend
+from .dashscope import DashScopeBackend
 from .fal import FalBackend
 from .gemini import GeminiBackend
 from .generations import GenerationsBackend
@@ -31,6 +33,8 @@ _HTTP_KINDS = {
     "luma": LumaBackend,
     "kling": KlingBackend,
     "minimax": MiniMaxBackend,
+    "ark": ArkBackend,
+    "dashscope": DashScopeBackend,
 }
 
 
