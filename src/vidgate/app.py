@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, families, files, models, videos
+from .api import account, admin, events, families, files, models, videos
 from .api import errors as api_errors
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
@@ -35,6 +35,7 @@ from .store.blobs import open_store
 from .store.db import Database
 from .store.outbox import Outbox
 from .tasks import TaskService
+from .watch import TaskWatch
 
 log = logging.getLogger("vidgate")
 
@@ -101,7 +102,8 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        Accounts(db), janitor, KeyCache(settings.key_cache_seconds))
+                        Accounts(db), janitor, KeyCache(settings.key_cache_seconds), router,
+                        TaskWatch(service.get))
     return services, backends
 
 
@@ -115,6 +117,7 @@ async def running(services: Services, backends: dict[str, Backend]) -> AsyncIter
     try:
         yield
     finally:
+        await services.watch.close()
         for worker in workers:
             worker.stop()
         await asyncio.gather(*runners, return_exceptions=True)
@@ -167,6 +170,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.state.services = services
     api_errors.install(api)
     api.include_router(families.router)
+    api.include_router(events.router)
     api.include_router(videos.router)
     api.include_router(files.router)
     api.include_router(account.router)
