@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, events, families, files, models, videos
+from .api import account, admin, admin_views, events, families, files, models, pages, videos
 from .api import errors as api_errors
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
@@ -166,7 +166,8 @@ def create_app(settings: Settings | None = None) -> Gateway:
         async with running(services, backends):
             yield
 
-    api = FastAPI(title="vidgate", version="0.1.0", lifespan=lifespan)
+    api = FastAPI(title="vidgate", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)  # pages.install serves them from the package
     api.state.services = services
     api_errors.install(api)
     api.include_router(families.router)
@@ -175,7 +176,9 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.include_router(files.router)
     api.include_router(account.router)
     api.include_router(admin.router)
+    api.include_router(admin_views.router)
     api.include_router(models.router)
+    pages.install(api)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
