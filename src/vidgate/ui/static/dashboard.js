@@ -82,7 +82,9 @@
       totals[u.day][u.model] = (totals[u.day][u.model] || 0) + u.tasks_completed + u.tasks_failed;
     }
     const max = Math.max(1, ...days.map((d) => Object.values(totals[d] || {}).reduce((a, b) => a + b, 0)));
-    const W = 640, H = 240, left = 36, bottom = 28, top = 10;
+    // drawn at the box's own width, so labels keep their size on a phone
+    const W = Math.max(300, Math.round(box.clientWidth || 640)), H = 240;
+    const left = 36, bottom = 28, top = 10;
     const slot = (W - left) / days.length, bar = Math.min(48, slot * 0.7);
     const scale = (H - bottom - top) / max;
     const ns = "http://www.w3.org/2000/svg";

@@ -89,12 +89,13 @@
     }
   }
 
-  async function loadHistory() {
+  async function loadHistory(note) {
     const list = $("history");
     try {
       const page = await vg.call(key.get(), "GET", "/v1/videos?limit=50");
       list.replaceChildren(...page.data.map(historyItem));
-      vg.say($("history-status"), page.data.length ? "" : "No videos yet.");
+      vg.say($("history-status"), [note, page.data.length ? "" : "No videos yet."]
+        .filter(Boolean).join(" "));
     } catch (err) {
       vg.say($("history-status"), `Could not load your videos: ${err.message}`, true);
     }
@@ -130,13 +131,11 @@
   async function remove(video) {
     try {
       await vg.call(key.get(), "DELETE", `/v1/videos/${encodeURIComponent(video.id)}`);
-      vg.say($("history-status"), "Video deleted.");
       if ($("result").src === video.url) {
         $("result").removeAttribute("src");
         $("result-box").hidden = true;
       }
-      await loadHistory();
-      vg.say($("history-status"), "Video deleted.");
+      await loadHistory("Video deleted.");
     } catch (err) {
       vg.say($("history-status"), `Could not delete: ${err.message}`, true);
     }
@@ -156,7 +155,7 @@
     });
     $("model").addEventListener("change", fillChoices);
     $("create-form").addEventListener("submit", create);
-    $("refresh").addEventListener("click", loadHistory);
+    $("refresh").addEventListener("click", () => loadHistory());
     useKey();
   });
 })();
