@@ -164,3 +164,34 @@ async def test_other_families_stream_their_own_shapes(app_client):
     query = await events_of(app_client, f"/v1/video/query/events?task_id={task_id}")
     assert query[-1]["event"] == "completed" and query[-1]["data"]["task_id"] == task_id
     assert "width" in query[-1]["data"]  # the unified family's query shape
+
+
+async def test_a_client_that_leaves_mid_stream_stops_being_watched(app_client):
+    """Raw ASGI, so the disconnect arrives while the stream waits for the next step."""
+    video = await create(app_client, seconds="8")
+    watch = app_client.services.watch
+    sent: list[dict] = []
+    first_frame = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def receive():
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+        if message.get("body"):
+            first_frame.set()
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": f"/v1/videos/{video['id']}/events",
+             "raw_path": b"", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver"),
+                         (b"authorization", f"Bearer {app_client.key}".encode())],
+             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+    call = asyncio.create_task(app_client.app(scope, receive, send))
+    await asyncio.wait_for(first_frame.wait(), 30)
+    assert watch.watched == 1 and sent[0]["status"] == 200
+    leave.set()
+    await asyncio.wait_for(call, 30)
+    assert watch.watched == 0  # the poller stopped with its only watcher

@@ -94,8 +94,9 @@ async def _with_keepalive(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 return
             yield frame
     finally:
-        if pending is not None:
+        if pending is not None:  # the client left while a frame was awaited
             pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)  # before closing `frames`
         await frames.aclose()
 
 
