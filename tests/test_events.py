@@ -195,3 +195,25 @@ async def test_a_client_that_leaves_mid_stream_stops_being_watched(app_client):
     leave.set()
     await asyncio.wait_for(call, 30)
     assert watch.watched == 0  # the poller stopped with its only watcher
+
+
+async def test_a_failing_read_answers_500_then_the_stream_recovers(app_client):
+    watch = app_client.services.watch
+    watch.interval = 0.02
+    read = watch._read
+    broken = [True]
+
+    async def flaky(owner_id, task_id):
+        if broken[0]:
+            raise OSError("database unreachable")
+        return await read(owner_id, task_id)
+
+    watch._read = flaky
+    video = await create(app_client)
+    r = await app_client.client.get(f"/v1/videos/{video['id']}/events",
+                                    headers=app_client.headers())
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert watch.watched == 0
+    broken[0] = False
+    events = await events_of(app_client, f"/v1/videos/{video['id']}/events")
+    assert events[-1]["event"] == "completed"

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .domain import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
 from .errors import ApiError
 
+log = logging.getLogger("vidgate.watch")
 Read = Callable[[str, str], Awaitable[Task]]  # (owner id, task id) -> task; raises 404
 Point = tuple[int, int]
 _RANK = {QUEUED: 0, IN_PROGRESS: 1, COMPLETED: 2, FAILED: 2}
@@ -162,6 +164,13 @@ class TaskWatch:
             except ApiError as error:
                 await self._publish(watch, None, error)
                 return
+            except Exception:  # the database is away: keep the watchers, try next tick
+                log.exception("reading %s for its watchers failed", watch.task_id)
+                if watch.latest is None:  # nothing to show yet: the request gets a 500
+                    await self._publish(watch, None, ApiError(
+                        500, "internal_error", "The task could not be read; try again."))
+                    return
+                task = watch.latest
             if watch.latest is None or point(task) != point(watch.latest):
                 await self._publish(watch, task, None)
             if watch.done:
