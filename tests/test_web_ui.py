@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import fresh_database_url, server_env, start_server
+from support import fresh_database_url, server_env, start_server, wait_for
 
 CHROMIUM = os.environ.get("VIDGATE_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -59,12 +59,17 @@ def every_control_labelled(page) -> bool:
                          ".every((e) => e.labels && e.labels.length > 0)")
 
 
-def test_playground_generates_watches_plays_and_deletes(server, browser):
+def test_playground_generates_watches_plays_and_deletes(server, browser, tmp_path):
     SHOTS.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+    first_frame = tmp_path / "first-frame.png"
+    Image.new("RGB", (1280, 720), (200, 40, 40)).save(first_frame)
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     requests: list[str] = []
+    posts = []
     page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
+    page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)
     page.goto(server.url + "/")
     assert every_control_labelled(page)
     page.fill("#api-key", server.key)
@@ -74,6 +79,7 @@ def test_playground_generates_watches_plays_and_deletes(server, browser):
     page.select_option("#size", "1280x720")
     page.select_option("#seconds", "8")
     page.fill("#prompt", "a lighthouse at dusk, waves rolling in")
+    page.set_input_files("#image", str(first_frame))  # sent as multipart input_reference
     # every progress value the page shows, as it shows it
     page.evaluate("""() => {
         window.seen = [];
@@ -82,12 +88,20 @@ def test_playground_generates_watches_plays_and_deletes(server, browser):
     }""")
     page.click("#create")
     page.wait_for_selector("#result-box:not([hidden])", timeout=120_000)
-    page.wait_for_function("document.getElementById('result').readyState >= 2", timeout=60_000)
+    # polled with evaluate(): wait_for_function's string predicates are eval(), which the
+    # page's Content-Security-Policy forbids
+    wait_for(lambda: page.evaluate("document.getElementById('result').readyState >= 2"),
+             timeout=60, what="the video to be playable")
     seen = page.evaluate("window.seen")
     assert seen == sorted(seen) and seen[-1] == 100, seen
     assert any(0 < v < 100 for v in seen), seen  # progress rose step by step
     assert "Completed" in page.text_content("#progress-text")
     video_id = server_video_ids(server)[0]
+    create_request = next(r for r in posts if r.url == f"{server.api}/videos")
+    assert "multipart/form-data" in create_request.headers["content-type"]
+    # the uploaded image reached the task as its reference (the sandbox starts from it)
+    reference = Path(server.env["VIDGATE_DATA_DIR"]) / "blobs" / "tasks" / video_id / "reference"
+    assert reference.read_bytes() == first_frame.read_bytes()
     assert any(r == f"GET {server.url}/v1/videos/{video_id}/events" for r in requests)
     assert not any(r == f"GET {server.url}/v1/videos/{video_id}" for r in requests)  # no polling
     assert not any(server.key in r for r in requests)  # the key never in a URL
@@ -105,8 +119,8 @@ def test_playground_generates_watches_plays_and_deletes(server, browser):
     phone.close()
 
     page.click(f"#history li[data-id='{video_id}'] button.danger")
-    page.wait_for_function(
-        "document.getElementById('history-status').textContent.includes('Video deleted.')")
+    wait_for(lambda: "Video deleted." in page.text_content("#history-status"), timeout=30,
+             what="the deletion")
     assert page.locator(f"#history li[data-id='{video_id}']").count() == 0
     gone = httpx.get(f"{server.api}/videos/{video_id}", headers=server.headers())
     assert gone.status_code == 404
@@ -141,7 +155,6 @@ def test_dashboard_shows_the_keys_usage(server, browser):
         page.wait_for_selector("#usage-chart svg, #usage-chart p")
         return page.locator(f"#usage-chart rect[data-model='{model}']").count() > 0
 
-    from support import wait_for
     wait_for(lambda: usage_has("sora-2-pro"), timeout=120, interval=0.5,
              what="the finished task in the usage chart")
     assert page.locator("#usage-chart rect[data-model='sora-2']").count() == 1
