@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, families, files, models, videos
+from .api import account, admin, admin_views, events, families, files, models, pages, videos
 from .api import errors as api_errors
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
@@ -34,6 +34,7 @@ from .store.blobs import open_store
 from .store.database import Database
 from .store.outbox import Outbox
 from .tasks import TaskService
+from .watch import TaskWatch
 
 log = logging.getLogger("vidgate")
 
@@ -100,7 +101,8 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        db.keys, janitor, KeyCache(settings.key_cache_seconds))
+                        db.keys, janitor, KeyCache(settings.key_cache_seconds), router,
+                        TaskWatch(service.get))
     return services, backends
 
 
@@ -114,6 +116,7 @@ async def running(services: Services, backends: dict[str, Backend]) -> AsyncIter
     try:
         yield
     finally:
+        await services.watch.close()
         for worker in workers:
             worker.stop()
         await asyncio.gather(*runners, return_exceptions=True)
@@ -162,15 +165,19 @@ def create_app(settings: Settings | None = None) -> Gateway:
         async with running(services, backends):
             yield
 
-    api = FastAPI(title="vidgate", version="0.1.0", lifespan=lifespan)
+    api = FastAPI(title="vidgate", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)  # pages.install serves them from the package
     api.state.services = services
     api_errors.install(api)
     api.include_router(families.router)
+    api.include_router(events.router)
     api.include_router(videos.router)
     api.include_router(files.router)
     api.include_router(account.router)
     api.include_router(admin.router)
+    api.include_router(admin_views.router)
     api.include_router(models.router)
+    pages.install(api)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

@@ -15,6 +15,7 @@ from .api.key_cache import KeyCache
 from .config import Settings
 from .domain import Task
 from .engine.janitor import Janitor
+from .engine.router import Router
 from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
 from .ratelimit import RateLimiter
@@ -23,6 +24,7 @@ from .store.blobs import BlobStore
 from .store.database import Database
 from .store.keys import Keys
 from .tasks import TaskService
+from .watch import TaskWatch
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Services:
     accounts: Keys
     janitor: Janitor | None
     key_cache: KeyCache
+    router: Router  # channels, breakers (read-only outside the engine: GET /admin/channels)
+    watch: TaskWatch  # live progress for the SSE routes (api/events.py)
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         return self.links_at(task, str(request.base_url))

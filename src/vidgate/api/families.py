@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ..catalog import RawVideoRequest
-from ..domain import Task
+from ..domain import ApiKey, Task
 from ..errors import invalid
 from ..services import Services
 from ..signing import AssetLinks
@@ -44,6 +44,7 @@ class Family:
     name: str  # stored on the task
     create_path: str
     status_path: str  # with the task id as `{<id_param>}`, or else read from the query
+    events_path: str  # the status read's live stream (api/events.py), the id found alike
     parse: Callable[[Body], RawVideoRequest]
     render: Render  # a status read's answer
     render_created: Render  # a create's answer
@@ -51,7 +52,8 @@ class Family:
     default_size: str = "1280x720"
     model_not_found_status: int = 400
     id_param: str = "task_id"
-    operations: tuple[str, str] = ("create", "read")  # OpenAPI's names of create and read
+    # OpenAPI's names of create, read and the live stream of events
+    operations: tuple[str, str, str] = ("create", "read", "events")
 
     @property
     def status_prefix(self) -> str | None:
@@ -60,16 +62,18 @@ class Family:
         return head if brace else None
 
 
-VIDEOS = Family("videos", "/v1/videos", "/v1/videos/{video_id}", videos_request,
-                shapes.video, shapes.video, shapes.poll_headers,
+VIDEOS = Family("videos", "/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/events",
+                videos_request, shapes.video, shapes.video, shapes.poll_headers,
                 default_size="720x1280",  # OpenAI's default for this family
                 model_not_found_status=404, id_param="video_id",
-                operations=("create_video", "retrieve_video"))
+                operations=("create_video", "retrieve_video", "video_events"))
 GENERATIONS = Family("generations", "/v1/video/generations", "/v1/video/generations/{task_id}",
+                     "/v1/video/generations/{task_id}/events",
                      generations_request, shapes.generation, shapes.generation,
-                     operations=("create_generation", "get_generation"))
-UNIFIED = Family("unified", "/v1/video/create", "/v1/video/query", unified_request,
-                 shapes.unified_query, shapes.unified_created, operations=("create", "query"))
+                     operations=("create_generation", "get_generation", "generation_events"))
+UNIFIED = Family("unified", "/v1/video/create", "/v1/video/query", "/v1/video/query/events",
+                 unified_request, shapes.unified_query, shapes.unified_created,
+                 operations=("create", "query", "query_events"))
 FAMILIES = (VIDEOS, GENERATIONS, UNIFIED)
 
 
@@ -137,27 +141,35 @@ def _create_endpoint(family: Family) -> Callable[..., Any]:
     return create_task
 
 
-def _read_endpoint(family: Family) -> Callable[..., Any]:
-    """The status read, with the id as a path parameter named as the family names it, or as
-    the query parameters `task_id` / `id` (FastAPI reads parameters off the signature)."""
+def with_task_id(family: Family, handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A route for `handler(request, key, services, task_id)` that reads the task id as the
+    family places it: a path parameter named as the family names it, or the query parameters
+    `task_id` / `id` (FastAPI reads parameters off the signature)."""
     in_path = family.status_prefix is not None
     names = (family.id_param,) if in_path else QUERY_IDS
 
-    async def read_task(request: Request, key: Owner, services: Deps, **ids: str | None
-                        ) -> Response:
+    async def endpoint(request: Request, key: Owner, services: Deps, **ids: str | None
+                       ) -> Response:
         task_id = next((ids[name] for name in names if ids.get(name)), None)
         if not task_id:
             raise invalid("'task_id' is required (or 'id').", param="task_id")
-        status, data, headers = await read(services, family, key.id, task_id,
-                                           str(request.base_url))
-        return json_response(data, status, headers)
+        return await handler(request, key, services, task_id)
 
-    fixed = list(inspect.signature(read_task).parameters.values())[:3]
+    fixed = list(inspect.signature(endpoint).parameters.values())[:3]
     kind = inspect.Parameter.KEYWORD_ONLY
     ids = [inspect.Parameter(name, kind, annotation=str) if in_path else
            inspect.Parameter(name, kind, default=None, annotation=str | None) for name in names]
-    read_task.__signature__ = inspect.Signature(fixed + ids)  # type: ignore[attr-defined]
-    return read_task
+    endpoint.__signature__ = inspect.Signature(fixed + ids)  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _read_endpoint(family: Family) -> Callable[..., Any]:
+    async def read_task(request: Request, key: ApiKey, services: Services, task_id: str
+                        ) -> Response:
+        status, data, headers = await read(services, family, key.id, task_id,
+                                           str(request.base_url))
+        return json_response(data, status, headers)
+    return with_task_id(family, read_task)
 
 
 for _family in FAMILIES:

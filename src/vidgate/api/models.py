@@ -22,8 +22,11 @@ router = APIRouter()
 
 
 def render(model: Model) -> dict[str, Any]:
+    """OpenAI's model object, plus what a request may ask of it (the playground's choices):
+    its sizes and lengths, and the length it gets when a request names none."""
     return {"id": model.name, "object": "model", "created": model.created,
-            "owned_by": model.owned_by}
+            "owned_by": model.owned_by, "sizes": list(model.sizes),
+            "seconds": list(model.seconds), "default_seconds": model.default_seconds}
 
 
 @router.get("/v1/models")

@@ -48,6 +48,12 @@ def task_row(task: Task) -> dict[str, Any]:
     return {name: getattr(task, name) for name in admission.TASK_COLUMNS}
 
 
+# What the operator's list of recent tasks shows (GET /admin/tasks).
+_RECENT_COLUMNS = (tasks.c.id, tasks.c.owner_id, tasks.c.family, tasks.c.model, tasks.c.status,
+            tasks.c.progress, tasks.c.backend, tasks.c.error_code, tasks.c.error_message,
+            tasks.c.created_at, tasks.c.status_updated_at, tasks.c.completed_at)
+
+
 class Tasks:
     def __init__(self, engine: AsyncEngine, rows: SqliteRows | None = None,
                  writer: SqliteTaskWriter | None = None) -> None:
@@ -166,3 +172,21 @@ class Tasks:
             query = query.where(task_events.c.task_id == task_id)
         async with self.engine.connect() as conn:
             return [(r[0], r[1]) for r in (await conn.execute(query)).all()]
+
+    async def recent(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest tasks (deleted ones included: a failure is worth seeing after the user
+        deleted it), optionally in one state; newest first."""
+        query = sa.select(*_RECENT_COLUMNS).order_by(tasks.c.seq.desc()).limit(limit)
+        if status is not None:
+            query = query.where(tasks.c.status == status)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {"id": r.id, "key_id": r.owner_id, "family": r.family, "model": r.model,
+             "status": r.status, "progress": r.progress, "channel": r.backend,
+             "error": {"code": r.error_code, "message": r.error_message or ""}
+             if r.error_code else None,
+             "created_at": r.created_at, "status_updated_at": r.status_updated_at,
+             "completed_at": r.completed_at}
+            for r in rows
+        ]
