@@ -21,9 +21,8 @@ def first_key_banner(secret: str, host: str, port: int) -> str:
         '    "size": "1280x720",\n'
         '    "duration": 5\n'
         "  }'\n\n"
-        "It answers with a task_id. Ask for the task until its \"status\" is \"completed\"\n"
-        "(\"progress\" counts up to 100; the answer's openai-poll-after-ms header says how\n"
-        "long to wait between asks):\n\n"
+        "It answers with a task_id. Ask for the task every few seconds until its \"status\"\n"
+        "is \"completed\" (\"progress\" counts up to 100):\n\n"
         f"curl {base}/v1/video/generations/TASK_ID \\\n"
         f"{auth}\n\n"
         "Then download the MP4 from the \"url\" of that answer (a signed link: no key needed):\n\n"
