@@ -97,7 +97,7 @@ def resolve_key(base_url: str, given: str | None) -> tuple[str, Path | None]:
     if saved:
         local.note(f"using the API key saved in {path}")
         return saved, path
-    if not where.exists:
+    if not (where.exists and where.data_dir.is_dir()):
         fail(f"no API key: {how}. No key could be made here either: "
              + local.missing_message(where))
     return _create_local_key(where, path), path
