@@ -131,11 +131,14 @@ def test_generate_with_a_local_image_and_a_rich_bar(server, tmp_path, sample_med
     assert not PROGRESS_LINE.search(done.stderr)
 
 
-def test_a_missing_image_file_is_refused_before_any_request(server, tmp_path):
+def test_a_missing_image_file_or_output_folder_is_refused_before_any_request(server, tmp_path):
     before = httpx.get(server.api + "/videos", headers=server.headers()).json()["data"]
     done = run(cli_env(server), "generate", "x", "--image", str(tmp_path / "nope.png"),
                cwd=tmp_path)
     assert done.returncode == 2 and "no such file" in done.stderr
+    nowhere = run(cli_env(server), "generate", "x", "-o", str(tmp_path / "no" / "x.mp4"),
+                  cwd=tmp_path)
+    assert nowhere.returncode == 2 and "--output: no such folder" in nowhere.stderr
     after = httpx.get(server.api + "/videos", headers=server.headers()).json()["data"]
     assert [v["id"] for v in after] == [v["id"] for v in before]
 

@@ -35,6 +35,7 @@ def generate(
     api_key: str = ApiKey,
 ) -> None:
     """Make a video: create a task, show its progress, download the MP4, print its path."""
+    _check_paths(image, out)  # before anything is created or charged
     api = Api(base_url, api_key)
     console = Console(stderr=True)
     video_id = None
@@ -60,6 +61,17 @@ def generate(
     typer.echo(str(target.resolve()))
 
 
+def _is_url(image: str) -> bool:
+    return image.startswith(("http://", "https://"))
+
+
+def _check_paths(image: str | None, out: Path | None) -> None:
+    if image is not None and not _is_url(image) and not Path(image).is_file():
+        fail(f"--image: no such file: {image} (give a local image file or an http(s) URL)", 2)
+    if out is not None and not out.resolve().parent.is_dir():
+        fail(f"--output: no such folder: {out.resolve().parent}", 2)
+
+
 def _create(api: Api, prompt: str, model: str | None, size: str | None,
             seconds: int | None, image: str | None) -> dict:
     fields = {"prompt": prompt, "model": model, "size": size,
@@ -67,11 +79,9 @@ def _create(api: Api, prompt: str, model: str | None, size: str | None,
     fields = {k: v for k, v in fields.items() if v is not None}
     if image is None:
         return api.request("POST", "/videos", json=fields).json()
-    if image.startswith(("http://", "https://")):
+    if _is_url(image):
         return api.request("POST", "/videos", json={**fields, "image_url": image}).json()
     path = Path(image)
-    if not path.is_file():
-        fail(f"--image: no such file: {image} (give a local image file or an http(s) URL)", 2)
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     with open(path, "rb") as f:  # multipart, as the openai SDK sends input_reference
         return api.request("POST", "/videos", data=fields,
