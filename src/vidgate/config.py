@@ -121,20 +121,30 @@ class Environment(BaseSettings):
         return nets
 
 
-def load_settings() -> Settings:
+def read_environment() -> Environment:
+    """The VIDGATE_* variables, checked; a bad one ends the process naming it."""
     try:
-        env = Environment()
+        return Environment()
     except ValidationError as exc:  # name the variable, as the operator wrote it
         raise SystemExit("\n".join(
             f"VIDGATE_{str(e['loc'][0]).upper()}: {e['msg']}, got {e['input']!r}"
             for e in exc.errors()
         )) from exc
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The database a data folder holds when VIDGATE_DATABASE_URL is unset."""
+    return f"sqlite+aiosqlite:///{data_dir / 'vidgate.db'}"
+
+
+def load_settings() -> Settings:
+    env = read_environment()
     data_dir = env.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     gateway = load_or_exit(env.config)  # a bad vidgate.yaml stops start-up, not a task later
     return Settings(
         data_dir=data_dir,
-        database_url=env.database_url or f"sqlite+aiosqlite:///{data_dir / 'vidgate.db'}",
+        database_url=env.database_url or sqlite_url(data_dir),
         secret=env.secret.encode() if env.secret else _load_or_create_secret(data_dir),
         config_path=env.config,
         channels=gateway.channels,
