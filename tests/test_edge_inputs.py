@@ -140,6 +140,7 @@ async def test_json_body_under_a_form_content_type_is_read_as_json(edge, path):
     ({"prompt": "a cat", "size": "1" * 5000 + "x1"}, "size"),
     ({"prompt": "a cat", "size": "²x1"}, "size"),
     ({"prompt": "a cat", "aspect_ratio": "9" * 5000 + ":1"}, "aspect_ratio"),
+    ({"prompt": "a cat", "model": "m" * 20_000}, "model"),
 ])
 async def test_bad_text_and_digits_are_400(edge, body, param):
     r = await edge.post("/v1/videos", json=body)

@@ -64,7 +64,8 @@ class TaskService:
         request = self.catalog.normalize(
             raw, default_size=default_size, model_not_found_status=model_not_found_status
         )
-        fingerprint = request_hash(family, request, raw.image)
+        # not the family: a retry may go to another family (docs/families.md, Idempotency)
+        fingerprint = request_hash("create", request, raw.image)
         if idempotency_key:
             _check_idempotency_key(idempotency_key)
             earlier = await self.db.find_by_idempotency_key(owner_id, idempotency_key)

@@ -15,6 +15,7 @@ from ..errors import invalid
 from .models import Model, parse_size, same_ratio
 
 MAX_PROMPT_CHARS = 32000
+MAX_MODEL_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def normalize(
     model_name = default_model if raw.model in (None, "") else raw.model
     if not isinstance(model_name, str):
         raise invalid("'model' must be a string.", param="model")
+    if len(model_name) > MAX_MODEL_CHARS:  # the not-found message quotes it
+        raise invalid(f"'model' is longer than {MAX_MODEL_CHARS} characters.", param="model")
     model = lookup(model_name, not_found_status=model_not_found_status)
     if raw.n not in (None, "", 1, "1"):
         raise invalid("Only n=1 is supported.", param="n")
