@@ -65,6 +65,7 @@ def _url_error(scope: Scope) -> ApiError | None:
     query = scope.get("query_string", b"")
     if len(raw_path) + len(query) > MAX_URL_BYTES:
         return ApiError(414, "invalid_request", f"The URL is longer than {MAX_URL_BYTES} bytes.")
-    if "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(query):
+    # a NUL can only arrive percent-encoded; decode only when one might be there
+    if "\x00" in scope["path"] or (b"%00" in query and b"\x00" in unquote_to_bytes(query)):
         return invalid("The URL must not contain NUL characters.")
     return None
