@@ -22,6 +22,13 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+def in_ci() -> bool:
+    """Whether the suite runs in CI, where a missing service or tool fails a test instead of
+    skipping it. CI services spell it CI=true, CI=1 or CI=yes; all count (scripts/test reads
+    the variable by the same rule)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
     """Poll `condition` until it returns a truthy value; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -21,13 +20,15 @@ from pathlib import Path
 
 import pytest
 
+from support import in_ci
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import report, wrk  # noqa: E402
 from bench.targets_check import evaluate  # noqa: E402
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = in_ci()
 OP_KEYS = {"requests", "duration_s", "rps", "mib_per_s", "p50_ms", "p90_ms", "p99_ms",
            "max_ms", "errors", "status_errors"}
 

@@ -7,6 +7,7 @@ import secrets
 
 import pytest
 
+from support import in_ci
 from vidgate.ratelimit import RateLimiter
 
 REDIS_URL = os.environ.get("VIDGATE_REDIS_URL")
@@ -15,7 +16,7 @@ REDIS_URL = os.environ.get("VIDGATE_REDIS_URL")
 @pytest.fixture
 def redis_url() -> str:
     if not REDIS_URL:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("VIDGATE_REDIS_URL is not set: CI must run the Redis tests")
         pytest.skip("VIDGATE_REDIS_URL is not set")
     return REDIS_URL

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import wait_for
+from support import in_ci, wait_for
 from vidgate.catalog import ASPECT_RATIOS, DEFAULT_SECONDS
 from vidgate.media.probe import probe
 
@@ -113,7 +113,7 @@ def localize(argv: list[str], server_url: str, key: str, task_id: str | None = N
 def run_curl(argv: list[str]) -> dict:
     assert argv[0] == "curl"
     if shutil.which("curl") is None:  # the seed's examples are curl commands
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("curl is not installed; CI must run the seed's curl commands")
         pytest.skip("curl is not installed")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)

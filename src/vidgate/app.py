@@ -15,6 +15,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api import account, admin, admin_views, events, families, files, models, pages, videos
 from .api import errors as api_errors
+from .api.bodies import json_limit
+from .api.early_answers import EarlyAnswers
+from .api.edge import UrlGuard
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
 from .backends.base import Backend
@@ -183,4 +186,9 @@ def create_app(settings: Settings | None = None) -> Gateway:
     async def healthz() -> dict:
         return {"ok": True}
 
-    return Gateway(api, services)
+    gateway = Gateway(api, services)
+    gateway.add_middleware(UrlGuard)
+    # Room for the largest body vidgate reads (a JSON base64 upload) and as much again of
+    # what it refuses, so that a refusal reaches an over-sized client
+    gateway.add_middleware(EarlyAnswers, drain_bytes=2 * json_limit(settings.max_upload_bytes))
+    return gateway

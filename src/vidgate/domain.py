@@ -49,6 +49,7 @@ class Task:
     deadline_at: float
     params: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    request_hash: str | None = None  # of the request made with idempotency_key
     reference_key: str | None = None
     remixed_from: str | None = None
     error_code: str | None = None

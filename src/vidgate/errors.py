@@ -36,7 +36,9 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.param = param
-        self.type = type or _TYPE_BY_STATUS.get(status, "server_error")
+        # any other client error (405, 416, ...) is still the client's, never a server_error
+        self.type = type or _TYPE_BY_STATUS.get(
+            status, "invalid_request_error" if status < 500 else "server_error")
         self.headers = headers or {}
 
 

@@ -6,10 +6,13 @@ idempotency, ownership, readiness) and is the only place that inserts task rows.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
-from .catalog import Catalog, RawVideoRequest, VideoRequest
+import orjson
+
+from .catalog import Catalog, ImageInput, RawVideoRequest, VideoRequest
 from .domain import COMPLETED, QUEUED, VARIANTS, ApiKey, Task, new_task_id
 from .errors import ApiError, expired, invalid, not_found
 from .images import ImagePolicy, load_reference
@@ -63,15 +66,19 @@ class TaskService:
         request = self.catalog.normalize(
             raw, default_size=default_size, model_not_found_status=model_not_found_status
         )
+        # not the family: a retry may go to another family (docs/families.md, Idempotency)
+        fingerprint = request_hash("create", request, raw.image)
         if idempotency_key:
+            _check_idempotency_key(idempotency_key)
             earlier = await self.tasks.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
-                return earlier
+                return _same_request(earlier, fingerprint)
         self._check_route(request, image=raw.image is not None)
         reference = None
         if raw.image is not None:
             reference = await load_reference(raw.image, self.image_policy)
-        return await self._insert(owner_id, request, family, idempotency_key, reference, None)
+        return await self._insert(owner_id, request, family, idempotency_key, reference, None,
+                                  request_hash=fingerprint)
 
     async def _insert(
         self,
@@ -82,6 +89,8 @@ class TaskService:
         reference: bytes | None,
         remixed_from: str | None,
         remix_of: dict | None = None,
+        *,
+        request_hash: str | None = None,
     ) -> Task:
         account = await self.keys.get(owner_id)
         if account is None or not account.usable:  # revoked or removed since auth
@@ -109,6 +118,7 @@ class TaskService:
             params={"metadata": request.metadata,
                     **({"remix_of": remix_of} if remix_of else {})},
             idempotency_key=idempotency_key or None,
+            request_hash=request_hash if idempotency_key else None,
             remixed_from=remixed_from,
             backend=None,  # the engine binds the task to a channel when one accepts it
             next_poll_at=now,
@@ -130,6 +140,8 @@ class TaskService:
             await self.blobs.delete_prefix(f"tasks/{task.id}")
         if created:
             self._on_created()
+        else:  # a concurrent request with the same key inserted first
+            stored = _same_request(stored, request_hash)
         return stored
 
     async def get(self, owner_id: str, task_id: str) -> Task:
@@ -174,10 +186,12 @@ class TaskService:
                 "Only a completed video whose assets are still available can be remixed.",
                 param="video_id",
             )
+        fingerprint = request_hash(f"remix:{source.id}", request, None)
         if idempotency_key:
+            _check_idempotency_key(idempotency_key)
             earlier = await self.tasks.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
-                return earlier
+                return _same_request(earlier, fingerprint)
         reference = await self.blobs.get_bytes(source.thumbnail_key) if source.thumbnail_key \
             else None
         self._check_route(request, image=reference is not None, image_param="video_id")
@@ -187,7 +201,7 @@ class TaskService:
                     if source.backend and source.upstream_id else None)
         return await self._insert(
             owner_id, request, source.family, idempotency_key, reference, source.id,
-            remix_of=remix_of,
+            remix_of=remix_of, request_hash=fingerprint,
         )
 
     def _check_route(self, request: VideoRequest, image: bool = False,
@@ -226,6 +240,39 @@ class TaskService:
         if not task.assets_available(time.time()) or key is None:
             raise expired()
         return key
+
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255  # the column's size
+
+
+def _check_idempotency_key(key: str) -> None:
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise invalid(f"'Idempotency-Key' must be at most {MAX_IDEMPOTENCY_KEY_CHARS} printable "
+                      "characters.", param="Idempotency-Key")
+
+
+def request_hash(kind: str, request: VideoRequest, image: ImageInput | None) -> str:
+    """sha256 of the canonical request: two bodies that normalise to the same request (8 or
+    "8s") hash the same; an uploaded image counts by its bytes, a URL by its text."""
+    picture = None
+    if image is not None:
+        picture = (image.url if image.data is None
+                   else "sha256:" + hashlib.sha256(image.data).hexdigest())
+    canonical = {"kind": kind, "model": request.model, "prompt": request.prompt,
+                 "size": request.size, "seconds": request.seconds, "seed": request.seed,
+                 "metadata": request.metadata, "image": picture}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _same_request(earlier: Task, fingerprint: str | None) -> Task:
+    """The task an idempotency key made, if this request is the one that made it.
+
+    A task from before migration 0003 has no hash: it is returned, as it always was."""
+    if earlier.request_hash is not None and earlier.request_hash != fingerprint:
+        raise ApiError(409, "idempotency_key_reused",
+                       "This Idempotency-Key was already used with a different request; use a "
+                       "new key for a new request.", param="Idempotency-Key")
+    return earlier
 
 
 def _account_error(exc: Exception, price: int, account: ApiKey) -> ApiError:

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from .auth import Owner
 from .deps import Deps
+from .edge import Int64Query
 from .responses import json_response
 
 router = APIRouter()
@@ -30,7 +31,7 @@ async def account(key: Owner, services: Deps) -> Response:
 
 
 @router.get("/v1/account/usage")
-async def account_usage(key: Owner, services: Deps, since: int | None = None,
-                        until: int | None = None) -> Response:
+async def account_usage(key: Owner, services: Deps, since: Int64Query = None,
+                        until: Int64Query = None) -> Response:
     rows = await services.accounts.usage(key.id, since, until)
     return json_response({"object": "list", "data": rows})

@@ -15,6 +15,7 @@ from ..services import Services
 from ..store.keys import key_view
 from ..store.ledger import InsufficientBalance
 from .deps import Deps, services_of
+from .edge import INT32_MAX, Int64Query, Text
 from .responses import json_response
 
 router = APIRouter(prefix="/admin")
@@ -34,20 +35,22 @@ async def require_admin(request: Request) -> None:
 
 Admin = Annotated[None, Depends(require_admin)]
 USD = 1_000_000
+# The most one balance or top-up may hold (a billion USD): sums of them stay within BIGINT.
+MAX_MICRO = 10**9 * USD
 
 
 class KeySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=200)
-    rpm_limit: int | None = Field(None, ge=1)
-    max_concurrent: int | None = Field(None, ge=1)
-    allowed_models: list[str] | None = None
+    name: Text | None = Field(None, max_length=200)
+    rpm_limit: int | None = Field(None, ge=1, le=INT32_MAX)
+    max_concurrent: int | None = Field(None, ge=1, le=INT32_MAX)
+    allowed_models: list[Text] | None = Field(None, max_length=1000)
     webhook_url: HttpUrl | None = None
 
 
 class KeyCreate(KeySettings):
-    balance_micro: int | None = Field(None, ge=0, description="omit for no limit")
+    balance_micro: int | None = Field(None, ge=0, le=MAX_MICRO, description="omit for no limit")
 
 
 class KeyUpdate(KeySettings):
@@ -57,8 +60,8 @@ class KeyUpdate(KeySettings):
 class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_micro: int
-    note: str | None = Field(None, max_length=500)
+    amount_micro: int = Field(ge=-MAX_MICRO, le=MAX_MICRO)
+    note: Text | None = Field(None, max_length=500)
 
 
 def _settings(body: KeySettings) -> dict[str, Any]:
@@ -137,7 +140,7 @@ async def top_up(key_id: str, body: TopUp, services: Deps, _: Admin) -> Response
 
 @router.get("/usage")
 async def usage(services: Deps, _: Admin, key_id: str | None = None,
-                since: int | None = None, until: int | None = None) -> Response:
+                since: Int64Query = None, until: Int64Query = None) -> Response:
     rows = await services.accounts.usage(key_id, since, until)
     return json_response({"object": "list", "data": rows})
 

@@ -40,8 +40,7 @@ def raw_request(
     body: Body, *, seconds_fields: tuple[str, ...], image_fields: tuple[str, ...]
 ) -> RawVideoRequest:
     """Body fields -> raw request; `param` of a length error names the spelling used."""
-    seconds_param = next((n for n in seconds_fields if body.first(n) is not None),
-                         seconds_fields[0])
+    seconds_param = _one_length(body, seconds_fields)
     return RawVideoRequest(
         prompt=body.fields.get("prompt"),
         model=body.fields.get("model"),
@@ -56,6 +55,23 @@ def raw_request(
         n=body.fields.get("n"),
         seed=body.fields.get("seed"),
     )
+
+
+def _one_length(body: Body, names: tuple[str, ...]) -> str:
+    """The spelling of the length the body uses; two spellings that disagree (`duration`
+    4 and `seconds` "8") are a 400 naming both, as `size` against `aspect_ratio` is."""
+    given = [(name, body.first(name)) for name in names if body.first(name) is not None]
+    for (first, a), (other, b) in zip(given, given[1:], strict=False):
+        if _length_text(a) != _length_text(b):
+            raise invalid(f"'{first}' ({str(a)[:20]}) contradicts '{other}' ({str(b)[:20]}); "
+                          "send one of them.", param=other, code="invalid_duration")
+    return given[0][0] if given else names[0]
+
+
+def _length_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower().removesuffix("s")
 
 
 def _metadata(value: Any) -> Any:

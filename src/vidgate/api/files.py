@@ -23,7 +23,7 @@ def _forbidden(message: str) -> ApiError:
 async def signed_file(
     task_id: str, variant: str, request: Request, services: Deps, exp: str = "", sig: str = ""
 ) -> Response:
-    if variant not in VARIANTS or not exp.isdigit() or not sig:
+    if variant not in VARIANTS or not (exp.isascii() and exp.isdigit()) or not sig:
         raise _forbidden("Invalid signed URL.")
     if not verify(services.settings.secret, task_id, variant, int(exp), sig, time.time()):
         raise _forbidden("This URL has expired or its signature does not match.")

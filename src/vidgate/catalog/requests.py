@@ -15,6 +15,7 @@ from ..errors import invalid
 from .models import Model, parse_size, same_ratio
 
 MAX_PROMPT_CHARS = 32000
+MAX_MODEL_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def normalize(
     model_name = default_model if raw.model in (None, "") else raw.model
     if not isinstance(model_name, str):
         raise invalid("'model' must be a string.", param="model")
+    if len(model_name) > MAX_MODEL_CHARS:  # the not-found message quotes it
+        raise invalid(f"'model' is longer than {MAX_MODEL_CHARS} characters.", param="model")
     model = lookup(model_name, not_found_status=model_not_found_status)
     if raw.n not in (None, "", 1, "1"):
         raise invalid("Only n=1 is supported.", param="n")
@@ -114,7 +117,18 @@ def _prompt(value: Any) -> str:
         raise invalid("'prompt' must not be empty.", param="prompt")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise invalid(f"'prompt' is longer than {MAX_PROMPT_CHARS} characters.", param="prompt")
+    if "\x00" in prompt:  # PostgreSQL cannot store it in text
+        raise invalid("'prompt' must not contain NUL characters.", param="prompt")
     return prompt
+
+
+def small_int(text: str) -> int | None:
+    """An ASCII decimal of at most 9 digits, else None: `"²".isdigit()` is true and a
+    5000-digit string is too long for int(), neither may reach it."""
+    text = text.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 9:
+        return int(text)
+    return None
 
 
 def _size(raw: RawVideoRequest, model: Model, default: str) -> str:
@@ -131,10 +145,11 @@ def _size(raw: RawVideoRequest, model: Model, default: str) -> str:
     if size is None:
         return default if ratio is None else _size_of_ratio(model, ratio, raw.aspect_ratio)
     parts = size.split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise invalid(f"Invalid size '{size}'; expected WIDTHxHEIGHT.", param=param,
+    numbers = [small_int(p) for p in parts]
+    if len(numbers) != 2 or not all(n is not None and n > 0 for n in numbers):
+        raise invalid(f"Invalid size '{size[:40]}'; expected WIDTHxHEIGHT.", param=param,
                       code="invalid_size")
-    size = f"{int(parts[0])}x{int(parts[1])}"
+    size = f"{numbers[0]}x{numbers[1]}"
     if ratio is not None and not same_ratio(parse_size(size), ratio):
         raise invalid(
             f"size '{size}' contradicts aspect_ratio '{raw.aspect_ratio}'.",
@@ -148,10 +163,10 @@ def _aspect_ratio(value: Any) -> tuple[int, int] | None:
     """`W:H` with positive integers, or None when absent."""
     if value in (None, ""):
         return None
-    parts = str(value).strip().split(":")
-    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0]), int(parts[1])
-    raise invalid(f"Invalid aspect_ratio '{value}'; expected W:H such as 16:9.",
+    numbers = [small_int(p) for p in str(value).strip().split(":")]
+    if len(numbers) == 2 and all(n is not None and n > 0 for n in numbers):
+        return numbers[0], numbers[1]
+    raise invalid(f"Invalid aspect_ratio '{str(value)[:40]}'; expected W:H such as 16:9.",
                   param="aspect_ratio", code="invalid_size")
 
 
@@ -176,13 +191,13 @@ def _seconds(value: Any, param: str, model: Model) -> int:
         seconds = value
     elif isinstance(value, float) and value.is_integer():
         seconds = int(value)
-    elif isinstance(value, str) and value.strip().removesuffix("s").isdigit():
-        seconds = int(value.strip().removesuffix("s"))
+    elif isinstance(value, str):
+        seconds = small_int(value.strip().removesuffix("s"))
     else:
         seconds = None
     if seconds not in model.seconds:
         raise invalid(
-            f"Invalid {param} '{value}' for {model.name}. Supported: "
+            f"Invalid {param} '{str(value)[:40]}' for {model.name}. Supported: "
             f"{', '.join(str(s) for s in model.seconds)}.",
             param=param,
             code="invalid_duration",

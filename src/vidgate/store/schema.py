@@ -32,6 +32,8 @@ tasks = sa.Table(
     sa.Column("id", sa.String(40), nullable=False, unique=True),
     sa.Column("owner_id", sa.String(40), nullable=False),
     sa.Column("idempotency_key", sa.String(255), nullable=True),
+    # sha256 of the canonical request made with the idempotency key (migration 0003)
+    sa.Column("request_hash", sa.String(64), nullable=True),
     sa.Column("family", sa.String(16), nullable=False),
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("prompt", sa.Text, nullable=False),
