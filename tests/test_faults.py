@@ -1,8 +1,9 @@
 """Faults of the parts vidgate depends on, each end to end with a real `vidgate serve`:
 PostgreSQL connections killed and PostgreSQL out of reach, Redis out of reach, the blob
-folder full. Each asserts the answers while the part is down (never a 500), and afterwards
-that no task was lost and none settled twice (one hold, at most one refund per task, and the
-balance equal to what was paid in less what the tasks cost).
+folder full, an upstream answering a 10 GB body. Each asserts the answers while the part is
+down (never a 500), and afterwards that no task was lost and none settled twice (one hold,
+at most one refund per task, and the balance equal to what was paid in less what the tasks
+cost).
 
 Outages are made with a TCP proxy the test owns (tests/tcp_proxy.py) or a tmpfs it mounts:
 the real PostgreSQL and Redis are shared with other tests and are never stopped; connections
@@ -22,7 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
+import yaml
 
+from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from support import (
     TEST_DB,
     _pg_admin,
@@ -284,6 +287,49 @@ def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
         server.stop()
         assert_money_and_tasks(url, [task_id])
         assert not list(Path(small_tmpfs).rglob("*.part"))
+    finally:
+        if server is not None:
+            server.stop()
+        cleanup()
+
+
+def test_huge_upstream_bodies_are_bounded(tmp_path, fake_world, sample_media):
+    """A 10 GB result, declared or chunked, is cut at the channel's max_download_bytes, the
+    task fails with upstream_error and its hold goes back, and a normal task on the same
+    channel completes meanwhile."""
+    upstream = fake_world.add("openai", key="sk-huge", job_seconds=0.2)
+    config = tmp_path / "vidgate.yaml"
+    config.write_text(yaml.safe_dump({"channels": [{
+        "name": "huge-upstream", "kind": "openai", "base_url": upstream.url,
+        "api_key_env": "VG_HUGE_KEY", "models": {"sora-2": "wan"},
+        "poll_min_seconds": 0.1, "poll_max_seconds": 0.5,
+        "max_download_bytes": 8 * 1024 * 1024, "download_timeout_seconds": 5,
+    }]}))
+    url, cleanup = fresh_database_url(tmp_path)
+    env = server_env(tmp_path / "data", url, VIDGATE_CONFIG=str(config),
+                     VG_HUGE_KEY="sk-huge")
+    server = None
+    try:
+        server = start_server(env, key=limited_key(env))
+
+        def post(prompt: str) -> str:
+            r = httpx.post(server.api + "/videos", headers=server.headers(), timeout=30,
+                           json={"prompt": prompt, "size": "1280x720", "seconds": "4"})
+            assert r.status_code == 200, r.text
+            return r.json()["id"]
+
+        huge, chunked = post("a [huge] result"), post("a [hugechunked] result")
+        normal = post("an ordinary film")
+        done = wait_for(lambda: all_finished(server, [huge, chunked, normal]), timeout=180,
+                        interval=0.3, what="every task to end")
+        assert done[normal]["status"] == "completed", done[normal]
+        for task_id in (huge, chunked):
+            assert done[task_id]["status"] == "failed", done[task_id]
+            assert done[task_id]["error"]["code"] == "upstream_error", done[task_id]
+            assert "larger than 8388608 bytes" in done[task_id]["error"]["message"]
+        assert not list((tmp_path / "data").rglob("*.mp4.part"))
+        server.stop()
+        assert_money_and_tasks(url, [huge, chunked, normal])
     finally:
         if server is not None:
             server.stop()
