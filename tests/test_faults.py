@@ -334,3 +334,49 @@ def test_huge_upstream_bodies_are_bounded(tmp_path, fake_world, sample_media):
         if server is not None:
             server.stop()
         cleanup()
+
+
+def test_trickling_upstream_is_bounded_by_the_deadline(tmp_path, fake_world, sample_media):
+    """A result that trickles forever (never idle long enough for the read timeout) ends at
+    the channel's deadline with `timeout` and its hold released; the engine serves another
+    task on the same channel meanwhile."""
+    upstream = fake_world.add("openai", key="sk-trickle", job_seconds=0.2)
+    config = tmp_path / "vidgate.yaml"
+    config.write_text(yaml.safe_dump({"channels": [{
+        "name": "trickle-upstream", "kind": "openai", "base_url": upstream.url,
+        "api_key_env": "VG_TRICKLE_KEY", "models": {"sora-2": "wan"},
+        "poll_min_seconds": 0.1, "poll_max_seconds": 0.5,
+        "download_timeout_seconds": 2, "deadline_seconds": 12,
+    }]}))
+    url, cleanup = fresh_database_url(tmp_path)
+    env = server_env(tmp_path / "data", url, VIDGATE_CONFIG=str(config),
+                     VG_TRICKLE_KEY="sk-trickle")
+    server = None
+    try:
+        server = start_server(env, key=limited_key(env))
+
+        def post(prompt: str) -> str:
+            r = httpx.post(server.api + "/videos", headers=server.headers(), timeout=30,
+                           json={"prompt": prompt, "size": "1280x720", "seconds": "4"})
+            assert r.status_code == 200, r.text
+            return r.json()["id"]
+
+        slow = post("a [trickle] result")
+        wait_for(lambda: any(r.method == "GET" and "/content" in r.path
+                             for r in list(upstream.recorder.requests)),
+                 timeout=60, what="the trickling download to start")
+        normal = post("an ordinary film")
+        done = wait_for(lambda: all_finished(server, [normal]), timeout=60, interval=0.3,
+                        what="the other task, while the trickle goes on")
+        assert done[normal]["status"] == "completed", done[normal]
+        assert statuses(server, [slow])[slow]["status"] not in TERMINAL
+        done = wait_for(lambda: all_finished(server, [slow]), timeout=90, interval=0.3,
+                        what="the trickling task to end at its deadline")
+        assert done[slow]["status"] == "failed", done[slow]
+        assert done[slow]["error"]["code"] == "timeout", done[slow]
+        server.stop()
+        assert_money_and_tasks(url, [slow, normal])
+    finally:
+        if server is not None:
+            server.stop()
+        cleanup()
