@@ -94,7 +94,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         can_route=router.can_route,
     )
     signer = Signer(settings.secret, settings.url_ttl_seconds)
-    limiter = RateLimiter(settings.redis_url)
+    limiter = RateLimiter(settings.redis_url, fail_closed=settings.ratelimit_fail_closed)
     webhooks = None
     if settings.run_engine:
         webhooks = WebhookSender(

@@ -41,6 +41,7 @@ class Settings:
     image_fetch_timeout: float = 10.0
     run_engine: bool = True
     redis_url: str | None = None           # rate-limit counters shared by many API processes
+    ratelimit_fail_closed: bool = False    # Redis down: refuse limited keys (503), not serve
     admin_token: str | None = None         # guards /admin; unset disables the admin API
     webhook_timeout: float = 10.0
     webhook_max_attempts: int = 12
@@ -95,6 +96,7 @@ class Environment(BaseSettings):
     image_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
     image_fetch_timeout: float = 10.0
     redis_url: str | None = None
+    ratelimit_fail_closed: bool = False
     admin_token: str | None = None
     webhook_timeout: float = 10.0
     webhook_max_attempts: int = 12
@@ -104,7 +106,7 @@ class Environment(BaseSettings):
     key_cache_seconds: float = 2.0
     access_log: bool = False
 
-    @field_validator("image_allow_private", "access_log", mode="before")
+    @field_validator("image_allow_private", "access_log", "ratelimit_fail_closed", mode="before")
     @classmethod
     def _bool(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value  # " true" is true

@@ -1,11 +1,14 @@
 """Requests-per-minute limits per API key, with the `limits` library.
 
 Counters live in memory by default and in Redis when VIDGATE_REDIS_URL is set, so several API
-processes share one budget per key.
+processes share one budget per key. When the counter store cannot be reached, a limited key's
+request is served uncounted (fail open, with a warning in the log at most every 30 s), or
+refused with 503 and Retry-After when VIDGATE_RATELIMIT_FAIL_CLOSED is set: never a 500.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -14,6 +17,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from .errors import ApiError
+
+log = logging.getLogger("vidgate.ratelimit")
+_WARN_EVERY_SECONDS = 30.0
 
 
 def storage_uri(redis_url: str | None) -> str:
@@ -25,18 +31,24 @@ def storage_uri(redis_url: str | None) -> str:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None) -> None:
+    def __init__(self, redis_url: str | None = None, *, fail_closed: bool = False) -> None:
         self.storage = storage_from_string(storage_uri(redis_url))
         self.limiter = MovingWindowRateLimiter(self.storage)
+        self.fail_closed = fail_closed
+        self._warned_at = -_WARN_EVERY_SECONDS
 
     async def check(self, key_id: str, per_minute: int | None) -> None:
         """Count one request; raise a 429 with Retry-After when the key is over its limit."""
         if not per_minute:
             return
         item = RateLimitItemPerMinute(per_minute)
-        if await self.limiter.hit(item, key_id):
+        try:
+            if await self.limiter.hit(item, key_id):
+                return
+            stats = await self.limiter.get_window_stats(item, key_id)
+        except Exception as exc:  # the counter store is down (connection, timeout, protocol)
+            self._unavailable(exc)
             return
-        stats = await self.limiter.get_window_stats(item, key_id)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise ApiError(
             429, "rate_limited",
@@ -44,5 +56,21 @@ class RateLimiter:
             headers={"Retry-After": str(retry_after)},
         )
 
+    def _unavailable(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY_SECONDS:
+            self._warned_at = now
+            log.warning("rate-limit store unreachable (%r): %s", exc,
+                        "refusing limited keys" if self.fail_closed else "limits not enforced")
+        if self.fail_closed:
+            raise ApiError(
+                503, "service_unavailable",
+                "Rate limits cannot be checked right now; retry shortly.",
+                type="server_error", headers={"Retry-After": "5"},
+            ) from exc
+
     async def healthy(self) -> bool:
-        return bool(await self.storage.check())
+        try:
+            return bool(await self.storage.check())
+        except Exception:
+            return False

@@ -11,6 +11,10 @@ A job's fate is read from tags in its prompt, so a test can ask for each outcome
   [slowdl]      the download trickles out slowly
   [nopreview]   openai: no thumbnail/spritesheet variants
   [small]       serve the small sample even when the upstream was given a big video
+  [huge]        the result (openai `/content`, or the upstream's own result URL) is a
+                10 GB body with its Content-Length
+  [hugechunked] the same 10 GB chunked, no Content-Length (both made lazily, never held)
+  [trickle]     the result comes one byte every 0.2 s, forever
 
 Everything a test may want to assert on is recorded: the Authorization header of every
 request (per server), every accepted submit with its fields, cancels.
@@ -111,6 +115,24 @@ class FileHost:
                                self.recorder)
 
 
+HUGE = 10 * 1024**3
+
+
+def huge_response(declared: bool, trickle: bool = False) -> Response:
+    """10 GB of zeros, produced one shared 1 MiB chunk at a time as the client reads; or,
+    trickling, one byte every 0.2 s (a stream that never stalls long enough to time out)."""
+    chunk = bytes(1) if trickle else bytes(1024 * 1024)
+
+    async def zeros():
+        for _ in range(HUGE // len(chunk)):
+            if trickle:
+                await asyncio.sleep(0.2)
+            yield chunk
+
+    headers = {"content-length": str(HUGE)} if declared else {}
+    return StreamingResponse(zeros(), media_type="video/mp4", headers=headers)
+
+
 def file_response(path: Path, slow: bool) -> Response:
     if not slow:
         return FileResponse(path, media_type="video/mp4")
@@ -209,6 +231,8 @@ class FakeUpstream:
         job = self.jobs.get(request.path_params["name"].removesuffix(".mp4"))
         if job is None or job.has("expired"):
             return _json({"error": "expired"}, 410)
+        if job.has("huge") or job.has("hugechunked") or job.has("trickle"):
+            return huge_response(declared=job.has("huge"), trickle=job.has("trickle"))
         return file_response(self.video_of(job), job.has("slowdl"))
 
     # ---- app ----------------------------------------------------------------------------
@@ -330,6 +354,8 @@ class FakeUpstream:
             return _json({"error": {"message": "content is elsewhere"}}, 404)
         if job.has("redirect"):
             return RedirectResponse(self.result_url(job), status_code=302)
+        if job.has("huge") or job.has("hugechunked") or job.has("trickle"):
+            return huge_response(declared=job.has("huge"), trickle=job.has("trickle"))
         return file_response(self.video_of(job), job.has("slowdl"))
 
     # ---- generations kind ---------------------------------------------------------------

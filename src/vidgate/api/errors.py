@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..errors import ApiError
+from ..store.database import is_unreachable
 from .responses import json_response
 
 log = logging.getLogger("vidgate.api")
@@ -24,6 +25,22 @@ _OPENAI_CODES = {"unauthorized": "invalid_api_key", "task_not_exist": "video_not
 # What a client sees of a bug: no detail, the detail goes to the log.
 INTERNAL_ERROR = ApiError(500, "internal_error", "The server had an error processing the request.",
                           type="server_error")
+
+
+# The database is down or restarting: the request did nothing; a retry will likely succeed.
+DATABASE_UNAVAILABLE = ApiError(
+    503, "service_unavailable", "The service is temporarily unavailable; retry shortly.",
+    type="server_error", headers={"Retry-After": "2"})
+
+
+def unexpected_error(exc: BaseException, path: str) -> ApiError:
+    """What a client sees of an exception no route handled: 503 when the database is out of
+    reach, else the 500 with no detail (the detail goes to the log)."""
+    if is_unreachable(exc):
+        log.warning("database unreachable on %s: %r", path, exc)
+        return DATABASE_UNAVAILABLE
+    log.exception("unhandled error on %s", path, exc_info=exc)
+    return INTERNAL_ERROR
 
 
 def uses_envelope(path: str) -> bool:
@@ -88,5 +105,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
-        return error_response(INTERNAL_ERROR, request.url.path)
+        return error_response(unexpected_error(exc, request.url.path), request.url.path)

@@ -17,7 +17,6 @@ answers byte for byte). Per request it builds no Request object and solves no de
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,10 +28,8 @@ from ..services import Services
 from . import families
 from .auth import authenticate
 from .bodies import is_json, json_body
-from .errors import INTERNAL_ERROR, error_answer
+from .errors import error_answer, unexpected_error
 from .responses import send_json
-
-log = logging.getLogger("vidgate.api")
 
 
 class HotRoutes:
@@ -87,9 +84,8 @@ class HotRoutes:
             answer = error_answer(error, path)
         except ClientDisconnect:
             return True  # nobody to answer; nothing was created
-        except Exception:  # the same last resort as the FastAPI app's handler
-            log.exception("unhandled error on %s", path)
-            answer = error_answer(INTERNAL_ERROR, path)
+        except Exception as exc:  # the same last resort as the FastAPI app's handler
+            answer = error_answer(unexpected_error(exc, path), path)
         status, data, extra_headers = answer
         await send_json(send, data, status, extra_headers)
         return True

@@ -188,8 +188,18 @@ class Steps:
                 return
 
     async def _complete(self, task: Task, channel: Channel, job: Job) -> None:
+        # A result that trickles in forever passes every per-read timeout; the task's
+        # deadline (the channel's deadline_seconds, or the default) bounds the whole fetch.
+        deadline = asyncio.timeout(max(0.0, task.deadline_at - time.time()))
         try:
-            won = await self.finalizer.complete(task, channel.backend, job, self.worker_id)
+            async with deadline:
+                won = await self.finalizer.complete(task, channel.backend, job,
+                                                    self.worker_id)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            await self._timeout(task, channel, job)
+            return
         except ResultUnavailable as exc:
             await self._result_unavailable(task, channel, exc)
             return

@@ -9,6 +9,7 @@ in ranges, so a download is streamed and never held in memory.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import shutil
@@ -81,11 +82,24 @@ class LocalBlobStore:
         dest = self.path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
-        if move:
-            os.replace(source, tmp)
-        else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
+        try:
+            if move:
+                try:
+                    os.replace(source, tmp)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    # the blob folder is another filesystem than the work dir: copy it over
+                    shutil.copyfile(source, tmp)
+                    source.unlink()
+            else:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            # e.g. the disk is full: leave no half-written .part taking the space (only a
+            # complete file is ever renamed to its key, and only a key is ever served)
+            tmp.unlink(missing_ok=True)
+            raise
         return dest.stat().st_size
 
     async def put_bytes(self, key: str, data: bytes) -> int:
@@ -95,8 +109,12 @@ class LocalBlobStore:
         dest = self.path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return len(data)
 
     async def get_bytes(self, key: str) -> bytes:

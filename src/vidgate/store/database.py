@@ -9,6 +9,7 @@ methods below that forward to them are what the HTTP layer and the CLI call.
 from __future__ import annotations
 
 import asyncio
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..domain import ApiKey, Task
 from .keys import Keys
@@ -42,8 +44,11 @@ class Database:
             # below); one connection makes them wait their turn in asyncio instead.
             kwargs.update(pool_size=1, max_overflow=0)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+            # No pool_pre_ping (a round trip on every checkout of the hot path): a read on a
+            # pooled connection the server has dropped is retried once instead (below).
+            kwargs.update(pool_size=10, max_overflow=20)
+        self.engine: AsyncEngine = ReadRetryingEngine(
+            create_async_engine(url, **kwargs).sync_engine)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # On an SQLite file, one-row reads skip the async adapter (see sqlite_reads),
@@ -91,6 +96,46 @@ class Database:
 
     async def events(self, task_id: str | None = None) -> list[tuple[str, str]]:
         return await self.tasks.events(task_id)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection: a fault of the moment,
+    not of the request (the API answers 503 with Retry-After; the engine tries again)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    # asyncpg's connect raises these unwrapped when nothing listens or the server hangs up
+    return isinstance(exc, (ConnectionError, TimeoutError)) or (
+        isinstance(exc, OSError) and exc.errno in _CONNECT_ERRNOS)
+
+
+_CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH,
+                   errno.ENETUNREACH, errno.ETIMEDOUT}
+
+
+class ReadRetryingConnection(AsyncConnection):
+    """A connection whose first read, if it finds the pooled connection dead (server
+    restarted, `pg_terminate_backend`, a proxy dropped), runs once more on a fresh one.
+
+    Only a SELECT that opens the connection's (implicit) transaction is retried: nothing ran
+    before it, so running it again is the same read. Writes and statements inside an explicit
+    `begin()` are not: their caller decides (the engine retries at its next tick; the API
+    answers 503, see api/errors.py). A dead connection makes SQLAlchemy invalidate the whole
+    pool, so one failed read per pool is what a restart costs, caught here.
+    """
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        first_read = not self.in_transaction() and getattr(statement, "is_select", False)
+        try:
+            return await super().execute(statement, *args, **kwargs)
+        except DBAPIError as exc:
+            if not (first_read and exc.connection_invalidated):
+                raise
+        await self.rollback()  # leave the invalidated connection; the next use reconnects
+        return await super().execute(statement, *args, **kwargs)
+
+
+class ReadRetryingEngine(AsyncEngine):
+    _connection_cls = ReadRetryingConnection
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
