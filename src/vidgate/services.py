@@ -17,6 +17,8 @@ from .domain import Task
 from .engine.janitor import Janitor
 from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
+from .observability.health import Readiness
+from .observability.scrape import Scrape
 from .ratelimit import RateLimiter
 from .signing import AssetLinks, Signer
 from .store.blobs import BlobStore
@@ -38,6 +40,8 @@ class Services:
     accounts: Keys
     janitor: Janitor | None
     key_cache: KeyCache
+    readiness: Readiness
+    scrape: Scrape
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         return self.links_at(task, str(request.base_url))

@@ -6,6 +6,7 @@ idempotency, ownership, readiness) and is the only place that inserts task rows.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -13,10 +14,13 @@ from .catalog import Catalog, RawVideoRequest, VideoRequest
 from .domain import COMPLETED, QUEUED, VARIANTS, ApiKey, Task, new_task_id
 from .errors import ApiError, expired, invalid, not_found
 from .images import ImagePolicy, load_reference
+from .observability import metrics, requestids
 from .store.admission import ConcurrencyLimitReached
 from .store.blobs import BlobStore
 from .store.database import Database
 from .store.ledger import InsufficientBalance
+
+log = logging.getLogger("vidgate.tasks")
 
 
 class TaskService:
@@ -106,8 +110,7 @@ class TaskService:
             created_at=int(now),
             status_updated_at=int(now),
             deadline_at=now + self.deadline_seconds,
-            params={"metadata": request.metadata,
-                    **({"remix_of": remix_of} if remix_of else {})},
+            params=_params(request.metadata, remix_of, requestids.current()),
             idempotency_key=idempotency_key or None,
             remixed_from=remixed_from,
             backend=None,  # the engine binds the task to a channel when one accepts it
@@ -129,6 +132,10 @@ class TaskService:
         if not created and task.reference_key:
             await self.blobs.delete_prefix(f"tasks/{task.id}")
         if created:
+            metrics.tasks_created.labels(task.model, family).inc()
+            if task.hold_micro:
+                metrics.credits_held_total.inc(task.hold_micro)
+            log.info("created task %s (%s, %s)", task.id, task.model, family)
             self._on_created()
         return stored
 
@@ -226,6 +233,17 @@ class TaskService:
         if not task.assets_available(time.time()) or key is None:
             raise expired()
         return key
+
+
+def _params(metadata: dict, remix_of: dict | None, request_id: str | None) -> dict:
+    """The task's params column; `request_id` lets the engine log with the creating
+    request's id (tasks are logged about long after the request ended)."""
+    params: dict = {"metadata": metadata}
+    if remix_of:
+        params["remix_of"] = remix_of
+    if request_id:
+        params["request_id"] = request_id
+    return params
 
 
 def _account_error(exc: Exception, price: int, account: ApiKey) -> ApiError:

@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ApiError
+from ..observability.metrics import ROUTE_KEY
 from ..services import Services
 from . import families
 from .auth import authenticate
@@ -91,6 +92,8 @@ class HotRoutes:
             log.exception("unhandled error on %s", path)
             answer = error_answer(INTERNAL_ERROR, path)
         status, data, extra_headers = answer
+        # the metrics' route label: the template from the route table, never the raw path
+        scope[ROUTE_KEY] = create.create_path if create is not None else found[0].status_path
         await send_json(send, data, status, extra_headers)
         return True
 
