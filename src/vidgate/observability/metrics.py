@@ -15,10 +15,12 @@ histogram observation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -29,14 +31,6 @@ ROUTE_KEY = "vidgate.route"  # scope key where the fast path names the route tem
 HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
-
-http_requests = Counter(
-    "vidgate_http_requests", "HTTP requests answered, by route template, method and status.",
-    ("route", "method", "status"), registry=REGISTRY)
-http_duration = Histogram(
-    "vidgate_http_request_duration_seconds",
-    "Time from a request's arrival to the end of its answer, by route template and method.",
-    ("route", "method"), buckets=HTTP_BUCKETS, registry=REGISTRY)
 
 tasks_created = Counter("vidgate_tasks_created", "Tasks created, by model and family.",
                         ("model", "family"), registry=REGISTRY)
@@ -136,19 +130,74 @@ class RouteNames:
         return path
 
 
+class HttpSeries:
+    """The HTTP request counter and latency histogram, kept as plain numbers.
+
+    prometheus_client's children take a lock per increment and per bucket; every request
+    pays that, on the fast path too. All requests of a process are counted on its event
+    loop's thread, so plain lists are enough; they become metric families at scrape.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = HTTP_BUCKETS) -> None:
+        self.buckets = buckets
+        # (route, method, status) -> [count]; (route, method) -> [per-bucket counts..., sum]
+        self.counts: dict[tuple[str, str, str], list[int]] = {}
+        self.latency: dict[tuple[str, str], list[float]] = {}
+
+    def bind(self, route: str, method: str, status: int) -> tuple[list[int], list[float]]:
+        count = self.counts.setdefault((route, method, str(status)), [0])
+        latency = self.latency.setdefault((route, method), [0] * (len(self.buckets) + 2))
+        return count, latency
+
+    def observe(self, bound: tuple[list[int], list[float]], seconds: float) -> None:
+        count, latency = bound
+        count[0] += 1
+        latency[bisect_left(self.buckets, seconds)] += 1  # the last slot before sum: +Inf
+        latency[-1] += seconds
+
+    def collect(self) -> Iterator[Any]:
+        requests = CounterMetricFamily(
+            "vidgate_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            labels=("route", "method", "status"))
+        for labels, (count,) in list(self.counts.items()):
+            requests.add_metric(labels, count)
+        yield requests
+        duration = HistogramMetricFamily(
+            "vidgate_http_request_duration_seconds", "Time from a request's arrival to the "
+            "end of its answer, by route template and method.", labels=("route", "method"))
+        for labels, values in list(self.latency.items()):
+            running, cumulative = 0, []
+            for bound, n in zip((*self.buckets, float("inf")), values[:-1], strict=True):
+                running += n
+                cumulative.append((_bucket_name(bound), running))
+            duration.add_metric(labels, cumulative, values[-1])
+        yield duration
+
+
+def _bucket_name(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+HTTP = HttpSeries()
+REGISTRY.register(HTTP)
+
+
 class HttpMetrics:
     """ASGI middleware: count and time every HTTP request by route template, method, status.
 
-    Label children are bound once per (route, method, status) and kept; the method label is
-    bounded to the methods HTTP names, so no client can grow the series.
+    Series are bound once per (route, method, status) and kept; the method label is bounded
+    to the methods HTTP names, so no client can grow the series.
     """
 
     METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-    def __init__(self, app: ASGIApp, route_of: Callable[[Scope], str]) -> None:
+    def __init__(self, app: ASGIApp, route_of: Callable[[Scope], str],
+                 series: HttpSeries = HTTP) -> None:
         self.app = app
         self.route_of = route_of
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.series = series
+        self._bound: dict[tuple[str, str, int], tuple[list[int], list[float]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,20 +215,15 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            method = scope["method"]
-            key = (self.route_of(scope), method, status)
-            children = self._children.get(key)
-            if children is None:
-                children = self._bind(key)
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+            key = (self.route_of(scope), scope["method"], status)
+            bound = self._bound.get(key)
+            if bound is None:
+                bound = self._bind(key)
+            self.series.observe(bound, time.perf_counter() - started)
 
-    def _bind(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+    def _bind(self, key: tuple[str, str, int]) -> tuple[list[int], list[float]]:
         route, method, status = key
-        if method not in self.METHODS:
-            method = "OTHER"
-        children = (http_requests.labels(route, method, str(status)),
-                    http_duration.labels(route, method))
-        if len(self._children) < 10_000:  # the labels are bounded; this is a backstop
-            self._children[key] = children
-        return children
+        bound = self.series.bind(route, method if method in self.METHODS else "OTHER", status)
+        if len(self._bound) < 10_000:  # the labels are bounded; this is a backstop
+            self._bound[key] = bound
+        return bound
