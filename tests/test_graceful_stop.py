@@ -12,8 +12,16 @@ import time
 
 import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
-from support import fresh_database_url, server_env, start_server, vidgate_cmd, wait_for
+from support import (
+    free_port,
+    fresh_database_url,
+    server_env,
+    start_server,
+    vidgate_cmd,
+    wait_for,
+)
 from vidgate.store.database import Database
 from vidgate.store.schema import tasks
 
@@ -66,8 +74,11 @@ def test_sigterm_hands_tasks_to_another_worker_at_once(tmp_path):
         api = start_server({**env, "VIDGATE_ROLE": "api"}, key=first.key)
         others.append(api)
         worker_log = open(tmp_path / "worker.log", "wb")
-        others.append(subprocess.Popen(vidgate_cmd("worker"), env=env, stdout=worker_log,
-                                       stderr=subprocess.STDOUT, start_new_session=True))
+        worker_port = free_port()
+        others.append(subprocess.Popen(vidgate_cmd("worker", "--port", str(worker_port)),
+                                       env={**env, "VIDGATE_METRICS_PUBLIC": "1"},
+                                       stdout=worker_log, stderr=subprocess.STDOUT,
+                                       start_new_session=True))
 
         def finished():
             videos = [httpx.get(f"{api.api}/videos/{i}", headers=api.headers()).json()
@@ -77,6 +88,15 @@ def test_sigterm_hands_tasks_to_another_worker_at_once(tmp_path):
         wait_for(finished, timeout=LEASE - 20, interval=0.2,
                  what="the second worker to finish the handed-back tasks")
         assert time.monotonic() - resumed_at < LEASE - 20
+        # the worker exposes its own metrics and readiness
+        worker_url = f"http://127.0.0.1:{worker_port}"
+        assert httpx.get(worker_url + "/readyz").json() == {"ready": True}
+        found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                 for f in text_string_to_metric_families(httpx.get(worker_url + "/metrics").text)
+                 for s in f.samples}
+        assert found[("vidgate_tasks_completed_total",
+                      (("channel", "sandbox"), ("model", "sora-2")))] == 2
+        assert found[("vidgate_tasks", (("status", "completed"),))] == 2
     finally:
         for other in others:
             if isinstance(other, subprocess.Popen):

@@ -83,10 +83,14 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    host: str = typer.Option("127.0.0.1", help="Address of /metrics, /healthz, /readyz."),
+    port: int = typer.Option(None, help="Serve /metrics, /healthz and /readyz on this port."),
+) -> None:
     """Run only the task engine (for deployments with separate API processes)."""
     from .app import build_services, running
     from .observability import logs
+    from .serving import ops_server
 
     settings = load_settings()
     logs.configure(settings.log_format)
@@ -100,7 +104,11 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with running(services, backends):
-            await stop.wait()
+            if port is None:
+                await stop.wait()
+            else:
+                async with ops_server(services, host, port):
+                    await stop.wait()
 
     _run(main())
 

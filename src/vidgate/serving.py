@@ -8,14 +8,21 @@ run out; uvicorn stops accepting connections, lets requests in flight finish for
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Iterator
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
+from .api import errors as api_errors
+from .api import ops
 from .app import Gateway
 from .config import Settings
 from .observability import logs
+from .services import Services
 
 
 class _Server(uvicorn.Server):
@@ -42,3 +49,30 @@ def serve(gateway: Gateway, settings: Settings, host: str, port: int,
     )
     _Server(config, gateway).run()
     logging.getLogger("vidgate").info("stopped")
+
+
+class _Unsignalled(uvicorn.Server):
+    """A server inside a process that handles its own signals (the worker's stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def ops_server(services: Services, host: str, port: int) -> AsyncIterator[None]:
+    """`/metrics`, `/healthz` and `/readyz` of a `vidgate worker`, served on `port` for as
+    long as the block lasts (the same routes and rules as the API server's)."""
+    api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    api.state.services = services
+    api_errors.install(api)
+    api.include_router(ops.router)
+    config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False,
+                            lifespan="off")
+    server = _Unsignalled(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
