@@ -267,7 +267,8 @@ async def test_unparseable_bodies_answer_the_same(app_client, served_by, raw):
     for _ in range(2):
         answers.append(await app_client.client.post(
             "/v1/video/generations", content=raw,
-            headers={**app_client.headers(), "Content-Type": "application/json"}))
+            headers={**app_client.headers(), "Content-Type": "application/json",
+                     "X-Request-Id": "same-on-both-paths"}))
     assert served_by[-2:] == [False, True]
     assert answers[0].status_code == 400
     assert_same(*answers)
