@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, admin_views, events, families, files, models, pages, videos
+from .api import account, admin, admin_views, events, families, files, models, ops, pages, videos
 from .api import errors as api_errors
 from .api.bodies import json_limit
 from .api.early_answers import EarlyAnswers
@@ -30,6 +30,10 @@ from .engine.router import Router
 from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
 from .images import ImagePolicy
+from .observability.health import Readiness
+from .observability.metrics import HttpMetrics, RouteNames
+from .observability.requestids import RequestIds
+from .observability.scrape import Scrape
 from .ratelimit import RateLimiter
 from .services import Services
 from .signing import Signer
@@ -103,9 +107,12 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             backoff_seconds=settings.webhook_backoff_seconds,
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
+    readiness = Readiness(db, blobs, engine.loop_age if engine else None,
+                          max_loop_age=max(30.0, 20 * settings.engine_tick_seconds))
+    scrape = Scrape(db, router.publish if engine else None)
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
                         db.keys, janitor, KeyCache(settings.key_cache_seconds), router,
-                        TaskWatch(service.get))
+                        TaskWatch(service.get), readiness, scrape)
     return services, backends
 
 
@@ -180,15 +187,14 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.include_router(admin.router)
     api.include_router(admin_views.router)
     api.include_router(models.router)
+    api.include_router(ops.router)
     pages.install(api)
-
-    @api.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict:
-        return {"ok": True}
 
     gateway = Gateway(api, services)
     gateway.add_middleware(UrlGuard)
     # Room for the largest body vidgate reads (a JSON base64 upload) and as much again of
     # what it refuses, so that a refusal reaches an over-sized client
     gateway.add_middleware(EarlyAnswers, drain_bytes=2 * json_limit(settings.max_upload_bytes))
+    gateway.add_middleware(HttpMetrics, route_of=RouteNames(lambda: api.routes))
+    gateway.add_middleware(RequestIds)  # outermost: every answer carries the id
     return gateway

@@ -49,6 +49,9 @@ class Settings:
     charge_overage: bool = False           # bill delivered seconds beyond the hold
     key_cache_seconds: float = 2.0         # how long a looked-up API key is trusted
     access_log: bool = False
+    log_format: Literal["text", "json"] = "text"
+    metrics_public: bool = False           # /metrics without the admin token
+    graceful_shutdown_seconds: float = 5.0  # how long a stopping server waits for requests
     # Channels from vidgate.yaml; None means "read config_path" (or the sandbox default).
     channels: list[ChannelConfig] | None = None
     # Public models from vidgate.yaml; None means "read config_path" (or the built-ins).
@@ -105,8 +108,12 @@ class Environment(BaseSettings):
     overage_policy: Literal["cap", "charge"] = "cap"
     key_cache_seconds: float = 2.0
     access_log: bool = False
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
+    metrics_public: bool = False
+    graceful_shutdown_seconds: float = 5.0
 
-    @field_validator("image_allow_private", "access_log", "ratelimit_fail_closed", mode="before")
+    @field_validator("image_allow_private", "access_log", "ratelimit_fail_closed",
+                     "metrics_public", mode="before")
     @classmethod
     def _bool(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value  # " true" is true

@@ -18,6 +18,8 @@ from .engine.janitor import Janitor
 from .engine.router import Router
 from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
+from .observability.health import Readiness
+from .observability.scrape import Scrape
 from .ratelimit import RateLimiter
 from .signing import AssetLinks, Signer
 from .store.blobs import BlobStore
@@ -42,6 +44,8 @@ class Services:
     key_cache: KeyCache
     router: Router  # channels, breakers (read-only outside the engine: GET /admin/channels)
     watch: TaskWatch  # live progress for the SSE routes (api/events.py)
+    readiness: Readiness
+    scrape: Scrape
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         return self.links_at(task, str(request.base_url))

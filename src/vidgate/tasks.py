@@ -7,6 +7,7 @@ idempotency, ownership, readiness) and is the only place that inserts task rows.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -16,10 +17,13 @@ from .catalog import Catalog, ImageInput, RawVideoRequest, VideoRequest
 from .domain import COMPLETED, QUEUED, VARIANTS, ApiKey, Task, new_task_id
 from .errors import ApiError, expired, invalid, not_found
 from .images import ImagePolicy, load_reference
+from .observability import metrics, requestids
 from .store.admission import ConcurrencyLimitReached
 from .store.blobs import BlobStore
 from .store.database import Database
 from .store.ledger import InsufficientBalance
+
+log = logging.getLogger("vidgate.tasks")
 
 
 class TaskService:
@@ -115,8 +119,7 @@ class TaskService:
             created_at=int(now),
             status_updated_at=int(now),
             deadline_at=now + self.deadline_seconds,
-            params={"metadata": request.metadata,
-                    **({"remix_of": remix_of} if remix_of else {})},
+            params=_params(request.metadata, remix_of, requestids.current()),
             idempotency_key=idempotency_key or None,
             request_hash=request_hash if idempotency_key else None,
             remixed_from=remixed_from,
@@ -139,6 +142,10 @@ class TaskService:
         if not created and task.reference_key:
             await self.blobs.delete_prefix(f"tasks/{task.id}")
         if created:
+            metrics.tasks_created.labels(task.model, family).inc()
+            if task.hold_micro:
+                metrics.credits_held_total.inc(task.hold_micro)
+            log.info("created task %s (%s, %s)", task.id, task.model, family)
             self._on_created()
         else:  # a concurrent request with the same key inserted first
             stored = _same_request(stored, request_hash)
@@ -273,6 +280,17 @@ def _same_request(earlier: Task, fingerprint: str | None) -> Task:
                        "This Idempotency-Key was already used with a different request; use a "
                        "new key for a new request.", param="Idempotency-Key")
     return earlier
+
+
+def _params(metadata: dict, remix_of: dict | None, request_id: str | None) -> dict:
+    """The task's params column; `request_id` lets the engine log with the creating
+    request's id (tasks are logged about long after the request ended)."""
+    params: dict = {"metadata": metadata}
+    if remix_of:
+        params["remix_of"] = remix_of
+    if request_id:
+        params["request_id"] = request_id
+    return params
 
 
 def _account_error(exc: Exception, price: int, account: ApiKey) -> ApiError:

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ApiError
+from ..observability.metrics import ROUTE_KEY
 from ..services import Services
 from . import families
 from .auth import authenticate
@@ -87,6 +88,8 @@ class HotRoutes:
         except Exception as exc:  # the same last resort as the FastAPI app's handler
             answer = error_answer(unexpected_error(exc, path), path)
         status, data, extra_headers = answer
+        # the metrics' route label: the template from the route table, never the raw path
+        scope[ROUTE_KEY] = create.create_path if create is not None else found[0].status_path
         await send_json(send, data, status, extra_headers)
         return True
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 from importlib.metadata import version as package_version
@@ -49,11 +48,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address to listen on."),
     port: int = typer.Option(8000, metavar="PORT", help="Port to listen on."),
     access_log: bool = typer.Option(False, help="Log every request (VIDGATE_ACCESS_LOG=1)."),
+    timeout_graceful_shutdown: float = typer.Option(
+        None, metavar="SECONDS", help="Seconds to let requests finish on SIGTERM "
+                                      "(VIDGATE_GRACEFUL_SHUTDOWN_SECONDS, default 5)."),
 ) -> None:
     """Run the API server (and, unless VIDGATE_ROLE=api, the task engine)."""
-    import uvicorn
-
     from ..app import create_app
+    from ..serving import serve as run_server
 
     async def ensure_key(db: Database) -> str | None:
         if await db.list_keys():
@@ -65,19 +66,25 @@ def serve(
     if secret:
         typer.echo(first_key_banner(secret, host, port))
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                loop="auto", http="auto",
-                # a line per request costs a fifth of a status read; opt in when wanted
-                access_log=access_log or settings.access_log)
+    if timeout_graceful_shutdown is not None:
+        settings.graceful_shutdown_seconds = timeout_graceful_shutdown
+    run_server(create_app(settings), settings, host, port, access_log or settings.access_log)
 
 
 @command(app)
-def worker() -> None:
+def worker(
+    host: str = typer.Option("127.0.0.1", metavar="ADDRESS",
+                             help="Address of /metrics, /healthz, /readyz."),
+    port: int = typer.Option(None, metavar="PORT",
+                             help="Serve /metrics, /healthz and /readyz on this port."),
+) -> None:
     """Run only the task engine (for deployments with separate API processes)."""
     from ..app import build_services, running
+    from ..observability import logs
+    from ..serving import ops_server
 
-    logging.basicConfig(level=logging.INFO)
     settings = load_settings()
+    logs.configure(settings.log_format)
     local.note(f"using {local.locate().describe()}")
     settings.run_engine = True
     services, backends = build_services(settings)
@@ -89,7 +96,11 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with running(services, backends):
-            await stop.wait()
+            if port is None:
+                await stop.wait()
+            else:
+                async with ops_server(services, host, port):
+                    await stop.wait()
 
     asyncio.run(main())
 

@@ -16,6 +16,7 @@ from ..lifecycle import COMPLETED_PROGRESS
 from ..media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 from ..media.previews import make_previews
 from ..media.probe import probe
+from ..observability import metrics
 from ..store.blobs import BlobStore
 from ..store.database import Database
 
@@ -58,8 +59,10 @@ class Finalizer:
             "spritesheet_key": f"{prefix}/{SPRITESHEET_NAME}",
         }
         size = await self.blobs.put_file(keys["video_key"], files.video, move=True)
-        await self.blobs.put_file(keys["thumbnail_key"], files.thumbnail, move=True)
-        await self.blobs.put_file(keys["spritesheet_key"], files.spritesheet, move=True)
+        previews = (await self.blobs.put_file(keys["thumbnail_key"], files.thumbnail, move=True)
+                    + await self.blobs.put_file(keys["spritesheet_key"], files.spritesheet,
+                                                move=True))
+        metrics.mirrored_bytes.labels(task.backend or "none").inc(size + previews)
 
         now = int(time.time())
         won = await self.leases.finish_leased(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 
@@ -21,10 +22,15 @@ class Loop:
         self._failure = failure  # logged with the traceback of a failed round
         self._wake = asyncio.Event()
         self.stopping = False
+        self.last_round_at = time.monotonic()  # readiness: is the loop still turning?
 
     def wake(self) -> None:
         """Start the next round now instead of at the end of the tick."""
         self._wake.set()
+
+    def age(self) -> float:
+        """Seconds since the last round started."""
+        return time.monotonic() - self.last_round_at
 
     def stop(self) -> None:
         self.stopping = True
@@ -33,6 +39,7 @@ class Loop:
     async def run(self) -> None:
         """Rounds until `stop()`; a round running when it is called is finished first."""
         while not self.stopping:
+            self.last_round_at = time.monotonic()
             try:
                 await self.round()
             except Exception:

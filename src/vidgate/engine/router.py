@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..backends.base import Backend
 from ..catalog import DEFAULT_MODELS, VideoRequest
 from ..channels import ChannelConfig
+from ..observability import metrics
 
 
 @dataclass
@@ -33,6 +34,12 @@ class Breaker:
         """A submit goes out; while the circuit is half-open, keep others off it meanwhile."""
         if self.failures >= self.threshold:
             self.open_until = now + self.cooldown
+
+    def state(self, now: float) -> int:
+        """0 closed, 1 open, 2 half-open (the metrics' encoding)."""
+        if self.failures < self.threshold:
+            return 0
+        return 1 if now < self.open_until else 2
 
     def success(self) -> None:
         self.failures = 0
@@ -134,11 +141,13 @@ class Router:
         ch.reserved = max(0, ch.reserved - 1)
 
     def refused(self, ch: Channel) -> None:
+        metrics.channel_submits.labels(ch.name, "refused").inc()
         ch.reserved = max(0, ch.reserved - 1)
         ch.breaker.refusal(time.time())
 
     def answered(self, ch: Channel, accepted: bool) -> None:
         """The upstream answered the submit (it is healthy); it took the job or judged it."""
+        metrics.channel_submits.labels(ch.name, "accepted" if accepted else "failed").inc()
         ch.reserved = max(0, ch.reserved - 1)
         ch.breaker.success()
         if accepted:
@@ -152,6 +161,13 @@ class Router:
     def set_in_flight(self, counts: dict[str, int]) -> None:
         for ch in self.channels.values():
             ch.in_flight = counts.get(ch.name, 0)
+
+    def publish(self) -> None:
+        """Set the per-channel gauges (jobs in flight, breaker state); called at scrape."""
+        now = time.time()
+        for ch in self.channels.values():
+            metrics.channel_in_flight.labels(ch.name).set(ch.in_flight)
+            metrics.channel_breaker.labels(ch.name).set(ch.breaker.state(now))
 
     def submit_room(self) -> int | None:
         """How many more jobs the channels could take now; None when unbounded."""

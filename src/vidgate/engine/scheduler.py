@@ -64,25 +64,44 @@ class Engine:
         self._releases: dict[str, dict] = {}
         self._loop = Loop(self._round, tick_seconds, log, "claim failed")
         self._counted_at = 0.0
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
         """Called after a create so a new task starts without waiting for the next tick."""
         self._loop.wake()
 
     def stop(self) -> None:
+        """Stop claiming; `run` then stops its steps and hands their tasks back."""
         self._loop.stop()
 
+    def stop_from_signal(self) -> None:
+        """`stop`, safe to call from a signal handler (it runs on the engine's loop)."""
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.stop)
+
+    def loop_age(self) -> float:
+        """Seconds since the loop last started a round (readiness)."""
+        return self._loop.age()
+
     async def run(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._loop.run()
         finally:
             heartbeat.cancel()
+            held = list(self._active)
             for step in list(self._active.values()):
                 step.cancel()
             await asyncio.gather(heartbeat, *self._active.values(), return_exceptions=True)
             with contextlib.suppress(Exception):  # unflushed leases simply run out
                 await self._flush_releases()
+            with contextlib.suppress(Exception):
+                # Steps cut short hand their tasks back due now, so another worker takes
+                # them at once instead of after the lease (a stop, a deploy, SIGTERM).
+                await self.leases.hand_back_now(self.worker_id, held, time.time())
+                if held:
+                    log.info("handed back %d tasks on stopping", len(held))
 
     async def _round(self) -> None:
         await self._flush_releases()

@@ -37,6 +37,7 @@ from ..domain import (
     UPSTREAM_ERROR,
     Task,
 )
+from ..observability import metrics, requestids
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from . import pacing
@@ -45,6 +46,7 @@ from .router import Channel, Router
 
 log = logging.getLogger("vidgate.engine")
 
+_POLL_OUTCOMES = {COMPLETED: "completed", FAILED: "failed"}
 # Bounds for retrying a step that crashed (a bug, a DB hiccup): not a channel's business.
 ERROR_RETRY = (1.0, 30.0)
 
@@ -66,7 +68,11 @@ class Steps:
         self._hand_back = hand_back  # the engine writes it back at its next flush
 
     async def run(self, task: Task) -> None:
-        """One step of `task` under this worker's lease; never raises but for cancellation."""
+        """One step of `task` under this worker's lease; never raises but for cancellation.
+
+        Its log lines carry the id of the request that created the task (each step runs in
+        its own asyncio task, so the context variable is this step's alone)."""
+        requestids.request_id.set(task.params.get("request_id"))
         try:
             await self._step(task)
         except asyncio.CancelledError:
@@ -135,6 +141,7 @@ class Steps:
                 self.router.refused(channel)
                 raise
             self.router.answered(channel, accepted=True)
+            log.info("task %s submitted to %s as %s", task.id, channel.name, upstream_id)
             if not await self._bind(task, channel, upstream_id):
                 with contextlib.suppress(Exception):  # nobody would ever poll it: withdraw it
                     await channel.backend.cancel(dataclasses.replace(job, upstream_id=upstream_id))
@@ -162,12 +169,16 @@ class Steps:
             try:
                 result = await backend.poll(job)
             except TransientError as exc:
+                metrics.channel_polls.labels(channel.name, "transient").inc()
                 await self._release(task, self._poll_delay(task, channel, exc.retry_after))
                 return
+            metrics.channel_polls.labels(channel.name, _POLL_OUTCOMES.get(result.state, "running")
+                                         ).inc()
             if result.state == COMPLETED:
+                seen_at = time.monotonic()
                 job = dataclasses.replace(job, result_url=result.result_url,
                                           thumbnail_url=result.thumbnail_url)
-                await self._complete(task, channel, job)
+                await self._complete(task, channel, job, seen_at)
                 return
             if result.state == FAILED:
                 await self._fail(task, result.error_code or UPSTREAM_ERROR,
@@ -187,7 +198,9 @@ class Steps:
                 await self._timeout(task, channel, job)
                 return
 
-    async def _complete(self, task: Task, channel: Channel, job: Job) -> None:
+    async def _complete(self, task: Task, channel: Channel, job: Job, seen_at: float) -> None:
+        """Store the result and report the task completed; `seen_at` (monotonic) is when a
+        poll first saw the job done, the start of the completion lag."""
         # A result that trickles in forever passes every per-read timeout; the task's
         # deadline (the channel's deadline_seconds, or the default) bounds the whole fetch.
         deadline = asyncio.timeout(max(0.0, task.deadline_at - time.time()))
@@ -209,6 +222,9 @@ class Steps:
         finally:
             self._drop_work_dir(task)
         if won:
+            metrics.completion_lag.labels(channel.name).observe(time.monotonic() - seen_at)
+            metrics.task_ended(task.model, channel.name, None)
+            log.info("task %s completed on %s", task.id, channel.name)
             self.router.finished(channel.name)
         else:  # cancelled meanwhile: let the next claim record that
             await self._release(task, delay=0)
@@ -284,8 +300,11 @@ class Steps:
             error_message=message, completed_at=now, status_updated_at=now,
             lease_owner=None, lease_until=None,
         )
-        if done and task.upstream_id:
-            self.router.finished(task.backend)
+        if done:
+            metrics.task_ended(task.model, task.backend if task.upstream_id else None, code)
+            log.info("task %s ended: %s", task.id, code)
+            if task.upstream_id:
+                self.router.finished(task.backend)
         self._drop_work_dir(task)
 
     async def _withdraw(self, channel: Channel | None, job: Job) -> None:

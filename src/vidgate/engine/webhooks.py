@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import aiohttp
 from standardwebhooks import Webhook
 
+from ..observability import metrics
 from ..store.outbox import Delivery, Outbox
 from .loop import Loop
 
@@ -80,6 +81,7 @@ class WebhookSender:
                 status = response.status
             if 200 <= status < 300:
                 await self.outbox.delivered(delivery.id)
+                metrics.webhook_deliveries.labels("delivered").inc()
                 return
             error = f"HTTP {status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -90,10 +92,12 @@ class WebhookSender:
                 log.warning("giving up on webhook %s after %d attempts: %s",
                             delivery.id, attempts, error)
                 await self.outbox.give_up(delivery.id, error)
+                metrics.webhook_deliveries.labels("gave_up").inc()
             else:
                 delay = min(MAX_BACKOFF, self.backoff * 2 ** (attempts - 1))
                 delay *= random.uniform(0.8, 1.2)
                 await self.outbox.retry_later(delivery.id, time.time() + delay, error)
+                metrics.webhook_deliveries.labels("retry").inc()
 
 
 def signed_headers(delivery: Delivery) -> dict[str, str]:

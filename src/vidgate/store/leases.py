@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import lifecycle
 from ..domain import ACTIVE, Task
+from ..observability import metrics
 from . import ledger as ledger_ops
 from .schema import task_events, tasks
 from .tasks import task_from_row
@@ -123,6 +124,18 @@ class Leases:
         async with self.engine.begin() as conn:
             await conn.execute(stmt, rows)
 
+    async def hand_back_now(self, worker: str, ids: Sequence[str], now: float) -> None:
+        """Give up this worker's leases on `ids`, due at once: a stopping worker's tasks go
+        to the next worker that claims, not after their lease runs out."""
+        if not ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
+                .values(lease_owner=None, lease_until=None, next_poll_at=now)
+            )
+
     async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
         """Write fields of a task this worker holds; False when the lease was lost."""
         async with self.engine.begin() as conn:
@@ -145,9 +158,10 @@ class Leases:
                     task_id=task_id, kind=ending.event, created_at=int(time.time())
                 )
             )
-            await ledger_ops.settle(conn, task_id, ending.charge(charge_micro),
-                                    self.charge_overage)
+            charged, refunded = await ledger_ops.settle(
+                conn, task_id, ending.charge(charge_micro), self.charge_overage)
             await ledger_ops.enqueue_webhook(conn, task_id, f"video.{ending.event}")
+        metrics.settled(charged, refunded)
         return True
 
 

@@ -29,12 +29,13 @@ class InsufficientBalance(Exception):
 
 
 async def settle(conn: AsyncConnection, task_id: str, charge: int,
-                 charge_overage: bool = False) -> int:
+                 charge_overage: bool = False) -> tuple[int, int]:
     """Keep `charge` of a task's hold and return the rest to its key.
 
     A charge above the hold is capped at the hold, unless `charge_overage` is set: then the
     difference is taken from the balance too, never more than the balance holds. Returns the
-    cost recorded on the task. Call only inside the terminal transition.
+    cost recorded on the task and the amount refunded. Call only inside the terminal
+    transition.
     """
     row = (
         await conn.execute(
@@ -42,7 +43,7 @@ async def settle(conn: AsyncConnection, task_id: str, charge: int,
         )
     ).first()
     if row is None:
-        return 0
+        return 0, 0
     owner_id, hold = row
     key = (
         await conn.execute(
@@ -65,7 +66,7 @@ async def settle(conn: AsyncConnection, task_id: str, charge: int,
             )
             await _ledger_row(conn, owner_id, task_id, kind, amount)
     await conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=cost))
-    return cost
+    return cost, refund
 
 
 async def top_up(conn: AsyncConnection, key_id: str, amount: int, note: str | None) -> int | None:

@@ -4,6 +4,7 @@ result downloads that stream to disk through the network guard."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from aiolimiter import AsyncLimiter
 
 from ...channels import ChannelConfig, origin_of
 from ...netguard import AddressPolicy, AddressRefused, check_host, guarded_connector
+from ...observability import metrics
 from ..base import ResultUnavailable, SubmitRefused, TransientError
 from .answers import retry_after
 from .credentials import Credentials
@@ -70,6 +72,7 @@ class ChannelClient:
         self._max_connections = config.max_concurrent_requests + max_downloads
         self._session: aiohttp.ClientSession | None = None
         self._foreign: aiohttp.ClientSession | None = None
+        self._latency: dict[str, object] = {}  # method -> this channel's histogram child
 
     def _http(self) -> aiohttp.ClientSession:
         """The session, made on first use: aiohttp binds it to the running loop."""
@@ -118,6 +121,7 @@ class ChannelClient:
         if self._rate:
             await self._rate.acquire()
         async with self._api:
+            started = time.perf_counter()
             try:
                 async with self._http().request(
                     method, yarl.URL(url, encoded=True), headers=headers, json=json,
@@ -129,6 +133,15 @@ class ChannelClient:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 kind = SubmitRefused if submit else TransientError
                 raise kind(f"{method} {path} failed: {type(exc).__name__}") from exc
+            finally:
+                self._observe(method, time.perf_counter() - started)
+
+    def _observe(self, method: str, seconds: float) -> None:
+        child = self._latency.get(method)
+        if child is None:
+            child = self._latency[method] = metrics.upstream_duration.labels(
+                self.config.name, method.upper())
+        child.observe(seconds)
 
     async def download(self, url: str, dest: Path) -> int:
         """Stream `url` into `dest` without holding it in memory; returns the byte count.
