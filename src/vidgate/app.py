@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, families, files, models, videos
+from .api import account, admin, callbacks, families, files, models, videos
 from .api import errors as api_errors
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
@@ -22,6 +22,7 @@ from .backends.registry import make_backend
 from .catalog import Catalog
 from .channels import ChannelConfig, GatewayConfig, default_channels, load_config
 from .config import Settings, load_settings
+from .engine.callbacks import CallbackIntake, CallbackUrls
 from .engine.janitor import Janitor
 from .engine.router import Router
 from .engine.scheduler import Engine
@@ -71,6 +72,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     backends = build_backends(settings)
     router = Router.build(channel_configs(settings), backends)
     catalog = gateway_config(settings).catalog
+    callback_urls = CallbackUrls(settings.public_url, settings.secret)
     engine = None
     if settings.run_engine:
         engine = Engine(
@@ -81,6 +83,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             lease_seconds=settings.lease_seconds,
             tick_seconds=settings.engine_tick_seconds,
             pricing=catalog.settlement_price,
+            callbacks=callback_urls,
         )
     service = TaskService(
         db, blobs, catalog,
@@ -99,8 +102,10 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             backoff_seconds=settings.webhook_backoff_seconds,
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
+    intake = CallbackIntake(callback_urls, router, db.leases,
+                            wake=engine.wake if engine else None)
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        db.keys, janitor, KeyCache(settings.key_cache_seconds))
+                        db.keys, janitor, KeyCache(settings.key_cache_seconds), intake)
     return services, backends
 
 
@@ -171,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.include_router(account.router)
     api.include_router(admin.router)
     api.include_router(models.router)
+    api.include_router(callbacks.router)
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

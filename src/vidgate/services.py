@@ -14,6 +14,7 @@ from starlette.requests import Request
 from .api.key_cache import KeyCache
 from .config import Settings
 from .domain import Task
+from .engine.callbacks import CallbackIntake
 from .engine.janitor import Janitor
 from .engine.scheduler import Engine
 from .engine.webhooks import WebhookSender
@@ -38,6 +39,7 @@ class Services:
     accounts: Keys
     janitor: Janitor | None
     key_cache: KeyCache
+    callbacks: CallbackIntake
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         return self.links_at(task, str(request.base_url))

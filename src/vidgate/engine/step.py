@@ -40,6 +40,7 @@ from ..domain import (
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from . import pacing
+from .callbacks import CallbackUrls, uses_callbacks
 from .finalize import Finalizer
 from .router import Channel, Router
 
@@ -54,7 +55,8 @@ class Steps:
 
     def __init__(self, db: Database, blobs: BlobStore, router: Router, finalizer: Finalizer,
                  *, worker_id: str, work_dir: Path, fetch_retries: int,
-                 hand_back: Callable[[Task, float], None]) -> None:
+                 hand_back: Callable[[Task, float], None],
+                 callbacks: CallbackUrls | None = None) -> None:
         self.leases = db.leases
         self.tasks = db.tasks
         self.blobs = blobs
@@ -64,6 +66,7 @@ class Steps:
         self.work_dir = work_dir
         self.fetch_retries = fetch_retries
         self._hand_back = hand_back  # the engine writes it back at its next flush
+        self.callbacks = callbacks or CallbackUrls(None, b"")
 
     async def run(self, task: Task) -> None:
         """One step of `task` under this worker's lease; never raises but for cancellation."""
@@ -117,8 +120,10 @@ class Steps:
         for channel in self.router.order(job.request, only=only, image=job.reference is not None):
             if not self.router.reserve(channel):
                 continue
+            offer = dataclasses.replace(job, callback_url=self.callbacks.url_for(channel,
+                                                                                 task.id))
             try:
-                upstream_id = await channel.backend.submit(job)
+                upstream_id = await channel.backend.submit(offer)
             except SubmitRefused as exc:
                 self.router.refused(channel)
                 if exc.retry_after is not None:
@@ -249,6 +254,9 @@ class Steps:
     def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None
                     ) -> float:
         cfg = channel.config
+        if uses_callbacks(channel, self.callbacks.public_url):
+            # the provider calls back; polling is only the fallback for a lost callback
+            return max(cfg.callback_poll_seconds, retry_after or 0.0)
         return pacing.next_delay(task.attempts, cfg.poll_min_seconds, cfg.poll_max_seconds,
                                  retry_after)
 

@@ -130,6 +130,19 @@ class ChannelClient:
                 kind = SubmitRefused if submit else TransientError
                 raise kind(f"{method} {path} failed: {type(exc).__name__}") from exc
 
+    async def get_json(self, url: str, limit: int = 256 * 1024) -> Any:
+        """A small JSON document at a URL the operator configured (a provider's public
+        keys); the key goes along only to the channel's own origin, as everywhere."""
+        try:
+            async with self._http().get(url, headers=await self.headers_for(url),
+                                        allow_redirects=False) as response:
+                body = await response.content.read(limit + 1)
+                if response.status != 200 or len(body) > limit:
+                    raise TransientError(f"GET {url} answered HTTP {response.status}")
+                return orjson.loads(body)
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise TransientError(f"GET {url} failed: {type(exc).__name__}") from exc
+
     async def download(self, url: str, dest: Path) -> int:
         """Stream `url` into `dest` without holding it in memory; returns the byte count.
 
