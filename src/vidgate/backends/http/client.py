@@ -131,11 +131,10 @@ class ChannelClient:
                 raise kind(f"{method} {path} failed: {type(exc).__name__}") from exc
 
     async def get_json(self, url: str, limit: int = 256 * 1024) -> Any:
-        """A small JSON document at a URL the operator configured (a provider's public
-        keys); the key goes along only to the channel's own origin, as everywhere."""
+        """A small public JSON document at a URL the operator configured (a provider's
+        published keys): fetched without the channel's key, which it does not need."""
         try:
-            async with self._http().get(url, headers=await self.headers_for(url),
-                                        allow_redirects=False) as response:
+            async with self._http().get(url, allow_redirects=False) as response:
                 body = await response.content.read(limit + 1)
                 if response.status != 200 or len(body) > limit:
                     raise TransientError(f"GET {url} answered HTTP {response.status}")

@@ -17,6 +17,7 @@ captured delivery cannot be replayed later.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -108,8 +109,13 @@ class Jwks:
         self._fetch = fetch
         self._keys: list[Ed25519PublicKey] = []
         self._fetched_at = 0.0
+        self._lock = asyncio.Lock()  # callbacks arriving together fetch the keys once
 
     async def keys(self, refresh: bool = False) -> list[Ed25519PublicKey]:
+        async with self._lock:
+            return await self._keys_now(refresh)
+
+    async def _keys_now(self, refresh: bool) -> list[Ed25519PublicKey]:
         now = time.monotonic()
         age = now - self._fetched_at
         if not self._keys or age > JWKS_TTL_SECONDS or (refresh and age > JWKS_RETRY_SECONDS):
