@@ -107,6 +107,7 @@ class Leases:
     async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
         """Hand back many held tasks in one transaction: each gets its next poll time, status
         and progress (never lower than stored); tasks whose lease was lost are untouched."""
+        next_poll_at = sa.bindparam("b_next", type_=sa.Float)
         stmt = (
             tasks.update()
             .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == worker)
@@ -116,9 +117,8 @@ class Leases:
                 # the step's own later time
                 next_poll_at=sa.case(
                     (sa.and_(tasks.c.next_poll_at.is_not(None),
-                             tasks.c.next_poll_at < sa.bindparam("b_next")),
-                     tasks.c.next_poll_at),
-                    else_=sa.bindparam("b_next")),
+                             tasks.c.next_poll_at < next_poll_at), tasks.c.next_poll_at),
+                    else_=next_poll_at),
                 status=sa.bindparam("b_status"),
                 status_updated_at=sa.bindparam("b_updated"),
                 progress=lifecycle.progress_at_least(tasks.c.progress,
