@@ -79,8 +79,13 @@ async def _create_all(base: str, auth: dict[str, str], count: int, concurrency: 
         async def worker() -> None:
             nonlocal failures
             for _ in todo:
-                response = await http.post("/v1/videos", json=client.CREATE_BODY)
-                if response.status_code == 200:
+                for _attempt in range(3):  # a kept-alive connection the server just closed
+                    try:
+                        response = await http.post("/v1/videos", json=client.CREATE_BODY)
+                        break
+                    except httpx.TransportError:
+                        response = None
+                if response is not None and response.status_code == 200:
                     ids.append(response.json()["id"])
                 else:
                     failures += 1
