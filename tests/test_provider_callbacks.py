@@ -120,6 +120,25 @@ async def test_replicate_calls_back_and_the_task_completes_without_a_poll(
     assert len(fetched) == 1 and fetched[0].authorization == f"Bearer {KEY}"
 
 
+async def test_a_failed_poll_after_the_callback_is_retried_at_the_usual_pace(
+        tmp_path, database_url, rep):
+    """The callback is spent once it made the task due: a poll that then fails is retried
+    at the channel's own pace, not the slow fallback's."""
+    rep.faults.rates["poll"] = 1.0
+    rep.faults.kinds["poll"] = ("503",)
+    async with served(tmp_path, database_url, [replicate_channel(rep)]) as gw:
+        video = await gw.create(prompt="a pier", size="1280x720", seconds="8")
+
+        async def refused_once() -> bool:
+            return rep.faults.injected[("poll", "503")] >= 1
+
+        await await_for(refused_once, timeout=30, what="the poll the callback caused")
+        rep.faults.off()
+        done = await finish(gw, video["id"], timeout=30)  # the fallback would take 600 s
+    assert done["status"] == "completed"
+    assert rep.deliveries.statuses() == [200]
+
+
 async def test_fal_calls_back_and_outcomes_keep_their_codes(tmp_path, database_url, fal):
     async with served(tmp_path, database_url, [fal_channel(fal)]) as gw:
         ok = await gw.create(prompt="a glacier", size="1280x720", seconds="8")

@@ -96,7 +96,7 @@ class Steps:
             job = dataclasses.replace(job, upstream_id=task.upstream_id)
             if not channel.backend.sticky:
                 # the status comes from the first poll: an accepted job may still wait upstream
-                await self._release(task, self._poll_delay(task, channel))
+                await self._release(task, self._poll_delay(task, channel, waiting=True))
                 return
         if channel is None:
             await self._fail(task, UPSTREAM_ERROR,
@@ -180,7 +180,8 @@ class Steps:
                 return
             changed = self._note_progress(task, result)
             if not backend.sticky:
-                await self._release(task, self._poll_delay(task, channel, result.retry_after))
+                await self._release(task, self._poll_delay(task, channel, result.retry_after,
+                                                           waiting=True))
                 return
             if changed:
                 await self.leases.update_leased(task.id, self.worker_id, **changed)
@@ -251,12 +252,14 @@ class Steps:
 
     # ---- pacing -------------------------------------------------------------------------
 
-    def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None
-                    ) -> float:
+    def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None,
+                    *, waiting: bool = False) -> float:
+        """`waiting`: the job is not done upstream yet. Then, on a channel that is called
+        back, polling is only the fallback for a lost callback; after a failed poll or
+        download the usual pace applies, since no further callback will come."""
         cfg = channel.config
-        if uses_callbacks(channel, self.callbacks.public_url):
-            # the provider calls back; polling is only the fallback for a lost callback
-            return max(cfg.callback_poll_seconds, retry_after or 0.0)
+        if waiting and uses_callbacks(channel, self.callbacks.public_url):
+            return max(pacing.with_jitter(cfg.callback_poll_seconds), retry_after or 0.0)
         return pacing.next_delay(task.attempts, cfg.poll_min_seconds, cfg.poll_max_seconds,
                                  retry_after)
 
