@@ -25,6 +25,7 @@ from fakes.serving import free_port
 from support import await_for
 from vidgate.channels import ChannelConfig
 from vidgate.signing import callback_signature
+from vidgate.store.leases import CALLED_BACK
 
 clips = clips_fixture
 servers = servers_fixture
@@ -307,12 +308,12 @@ async def test_a_callback_during_a_step_is_kept_by_the_hand_back(tmp_path, datab
         assert claimed.id == video["id"]
         assert await leases.update_leased(video["id"], "w1", backend="sandbox",
                                           upstream_id="up_1")
-        assert not await leases.make_due(video["id"], "elsewhere", time.time())
+        assert not await leases.make_due(video["id"], "elsewhere")
         poked = time.time()
-        assert await leases.make_due(video["id"], "sandbox", poked)
+        assert await leases.make_due(video["id"], "sandbox")
         await leases.release_many("w1", hand_back(poked + 500))
         row = (await gw.rows())[video["id"]]
-        assert row.next_poll_at == pytest.approx(poked) and row.lease_owner is None
+        assert row.next_poll_at == CALLED_BACK and row.lease_owner is None
         # without a poke, the hand-back's own time stands
         [again] = await leases.claim_due("w1", time.time(), time.time() + 30, 10)
         await leases.release_many("w1", hand_back(poked + 500))
@@ -351,3 +352,26 @@ async def test_the_callback_route_is_not_in_the_client_api_schema(tmp_path, data
         sig = callback_signature(b"test-secret", "sandbox", "video_x")
         r = await gw.client.post(f"/callbacks/sandbox/video_x?sig={sig}", content=b"{}")
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+async def test_a_called_back_task_is_claimed_before_overdue_routine_polls(
+        tmp_path, database_url):
+    """When the engine is behind, a task a provider called back does not queue behind the
+    overdue fallback polls of every other task."""
+    async with gateway(tmp_path, database_url, [], run_engine=False) as gw:
+        ids = [(await gw.create(prompt=f"t{i}", size="720x1280", seconds="4"))["id"]
+               for i in range(3)]
+        leases = gw.db.leases
+        now = time.time()
+        claimed = await leases.claim_due("w1", now, now + 30, 10)
+        assert {t.id for t in claimed} == set(ids)
+        for task_id in ids:
+            assert await leases.update_leased(task_id, "w1", backend="sandbox",
+                                              upstream_id="up_" + task_id)
+        # all three overdue by a minute; the last one is then called back
+        await leases.release_many("w1", {task_id: {
+            "next_poll_at": now - 60 + i, "status": "queued", "progress": 0,
+            "status_updated_at": int(now)} for i, task_id in enumerate(ids)})
+        assert await leases.make_due(ids[2], "sandbox")
+        [first] = await leases.claim_due("w2", time.time(), time.time() + 30, 1)
+        assert first.id == ids[2]

@@ -2,11 +2,11 @@
 provider calls it.
 
 A provider callback is one more way into the engine, never a second writer beside it. A
-verified callback that says the job ended makes the task due now (and wakes the engine in
-this process); the engine's normal step then polls, downloads and finishes it under its
-lease, exactly as after a timely poll. Polling goes on at the channel's slow
-`callback_poll_seconds` as the fallback, so a callback that never comes costs a delay,
-never a task.
+verified callback that says the job ended makes the task due now, ahead of routine polls
+(and wakes the engine in this process); the engine's normal step then polls, downloads and
+finishes it under its lease, exactly as after a timely poll. Polling goes on at the
+channel's slow `callback_poll_seconds` as the fallback, so a callback that never comes costs
+a delay, never a task.
 
 The URL is `{VIDGATE_PUBLIC_URL}/callbacks/{channel}/{task_id}?sig=<hmac>`: unguessable
 without the server's secret, bound to one channel and one task, and free of the upstream's
@@ -110,7 +110,7 @@ class CallbackIntake:
         result = channel.backend.read_callback(body)
         due = False
         if result.state in (COMPLETED, FAILED):
-            due = await self.leases.make_due(task_id, channel_name, now)
+            due = await self.leases.make_due(task_id, channel_name)
             if due and self.wake is not None:
                 self.wake()
         return Outcome(200, {"received": True, "state": result.state, "task_due": due})

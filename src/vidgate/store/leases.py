@@ -20,6 +20,9 @@ from . import ledger as ledger_ops
 from .schema import task_events, tasks
 from .tasks import task_from_row
 
+# The due time of a task a provider called back: before every real time, so it goes first.
+CALLED_BACK = 0.0
+
 
 def _may_become(status: str) -> sa.ColumnElement[bool]:
     """The stored status is one `status` may overwrite (for an ending: the task is active)."""
@@ -133,17 +136,21 @@ class Leases:
         async with self.engine.begin() as conn:
             await conn.execute(stmt, rows)
 
-    async def make_due(self, task_id: str, channel: str, now: float) -> bool:
-        """Ask for `task_id` to be looked at now (a verified provider callback), if it is
-        still unfinished and bound to `channel` (or still being submitted, when a fast
-        provider calls back before the binding is written). Whoever holds its lease keeps
-        it; the hand-back then keeps this time (`release_many`). False when nothing fits."""
+    async def make_due(self, task_id: str, channel: str) -> bool:
+        """Ask for `task_id` to be looked at before anything else (a verified provider
+        callback), if it is still unfinished and bound to `channel` (or still being
+        submitted, when a fast provider calls back before the binding is written).
+
+        Its due time becomes the earliest there is, so it is claimed ahead of the routine
+        fallback polls of thousands of other tasks (which may be overdue when the engine is
+        busy). Whoever holds its lease keeps it; the hand-back then keeps this time
+        (`release_many`). False when nothing fits."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 tasks.update()
                 .where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE),
                        sa.or_(tasks.c.backend == channel, tasks.c.backend.is_(None)))
-                .values(next_poll_at=now)
+                .values(next_poll_at=CALLED_BACK)
             )
         return result.rowcount > 0
 
