@@ -160,7 +160,14 @@ def _engine_callbacks_table(results: dict) -> list[str]:
     if polled.get("lag_p99_s") is not None:
         rows.append(("polling, same run (section above): lag p99, polls per task",
                      f"{polled['lag_p99_s']:.2f} s, {polled['polls_per_task']}"))
-    return [CALLBACKS_MODE, "", "| measure | value |", "|---|---|"] + [
+    lines = [CALLBACKS_MODE, ""]
+    separate = eng.get("separate_run")
+    if separate:  # merged from a run of this phase alone (see bench/README.md)
+        lines += [f"Measured {separate['finished_at']} in a separate run, "
+                  f"`{separate['command']}`; load average (1, 5, 15 min) at its start "
+                  f"{separate['load_average_start']}, at its end "
+                  f"{separate['load_average_end']}. {separate.get('note', '')}".rstrip(), ""]
+    return lines + ["| measure | value |", "|---|---|"] + [
         f"| {k} | {v} |" for k, v in rows]
 
 
