@@ -144,7 +144,8 @@ def _engine_callbacks_table(results: dict) -> list[str]:
         ("peak in flight (accepted upstream, not yet reported)", eng["peak_in_flight"]),
         ("upstream delay per job", "U({}, {}) s".format(*eng["upstream_delay_s"])),
         ("fallback poll interval", f"{eng['callback_poll_s']:g} s"),
-        ("callbacks accepted / refused", f"{eng['callbacks_accepted']} / "
+        ("callbacks answered 200 / not (refused or timed out)",
+         f"{eng['callbacks_accepted']} / "
                                          f"{eng['callbacks_refused']}"),
         ("create rate (API, 1 core)", f"{eng['create_rps']:.0f} /s "
                                       f"({eng['create_seconds']:.1f} s)"),
@@ -158,7 +159,8 @@ def _engine_callbacks_table(results: dict) -> list[str]:
         ("wall time", f"{eng['wall_seconds']:.0f} s"),
     ]
     if polled.get("lag_p99_s") is not None:
-        rows.append(("polling, same run (section above): lag p99, polls per task",
+        same = "" if eng.get("separate_run") else ", same run"
+        rows.append((f"polling (section above{same}): lag p99, polls per task",
                      f"{polled['lag_p99_s']:.2f} s, {polled['polls_per_task']}"))
     lines = [CALLBACKS_MODE, ""]
     separate = eng.get("separate_run")
