@@ -265,6 +265,11 @@ async def test_forged_fal_callbacks_are_refused(tmp_path, database_url, fal):
         await settled(gw, video["id"])
         task_id = video["id"]
         request_id = (await gw.rows())[task_id].upstream_id.rsplit("/", 1)[-1]
+
+        async def request_done() -> bool:  # a genuine callback comes only once it ended
+            return fal.state(fal.requests[request_id]) == "COMPLETED"
+
+        await await_for(request_done, timeout=30, what="the fal request to complete")
         body = orjson.dumps({"request_id": request_id, "gateway_request_id": request_id,
                              "status": "OK", "payload": {"video": {"url": fal.origin}}})
         url = (f"{gw.public_url}/callbacks/falq/{task_id}?sig="
