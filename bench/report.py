@@ -121,6 +121,58 @@ def _engine_table(results: dict) -> list[str]:
     return ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
 
 
+CALLBACKS_MODE = (
+    "The same measure with provider callbacks: one `replicate` channel on a fake Replicate "
+    "API (`bench/fake_upstream.py --protocol replicate`), vidgate with `VIDGATE_PUBLIC_URL` "
+    "set, so each submit carries its signed per-task `webhook` URL. The fake posts the "
+    "prediction to it, signed as Replicate signs (Standard Webhooks), the moment the job "
+    "completes; vidgate checks both signatures and makes the task due, and its engine then "
+    "polls once, downloads and finishes it. Polling goes on only as the fallback, every "
+    "`callback_poll_seconds`. Unlike the polling phase's fake, Replicate gives no previews, "
+    "so vidgate makes each task's thumbnail and spritesheet itself (decoding the video) on "
+    "the same core.")
+
+
+def _engine_callbacks_table(results: dict) -> list[str]:
+    eng = results.get("engine_callbacks")
+    if not eng:
+        return ["_Not run: " + results.get("skipped", {}).get("engine-callbacks", "skipped")
+                + "_"]
+    polled = results.get("engine") or {}
+    rows = [
+        ("tasks created (failures)", f"{eng['created']} ({eng['create_failures']})"),
+        ("peak in flight (accepted upstream, not yet reported)", eng["peak_in_flight"]),
+        ("upstream delay per job", "U({}, {}) s".format(*eng["upstream_delay_s"])),
+        ("fallback poll interval", f"{eng['callback_poll_s']:g} s"),
+        ("callbacks answered 200 / not (refused or timed out)",
+         f"{eng['callbacks_accepted']} / "
+                                         f"{eng['callbacks_refused']}"),
+        ("create rate (API, 1 core)", f"{eng['create_rps']:.0f} /s "
+                                      f"({eng['create_seconds']:.1f} s)"),
+        ("completion lag p50 / p99 / max", f"{eng['lag_p50_s']:.2f} / {eng['lag_p99_s']:.2f}"
+                                           f" / {eng['lag_max_s']:.2f} s"),
+        ("never completed", eng["not_completed"]),
+        ("upstream polls per task", eng["polls_per_task"]),
+        ("vidgate CPU: creating / following", f"{eng['cpu_seconds_creating']:.1f} s / "
+                                              f"{eng['cpu_seconds_following']:.1f} s"),
+        ("vidgate CPU share while following", f"{eng['cpu_share_following']:.0%} of one core"),
+        ("wall time", f"{eng['wall_seconds']:.0f} s"),
+    ]
+    if polled.get("lag_p99_s") is not None:
+        same = "" if eng.get("separate_run") else ", same run"
+        rows.append((f"polling (section above{same}): lag p99, polls per task",
+                     f"{polled['lag_p99_s']:.2f} s, {polled['polls_per_task']}"))
+    lines = [CALLBACKS_MODE, ""]
+    separate = eng.get("separate_run")
+    if separate:  # merged from a run of this phase alone (see bench/README.md)
+        lines += [f"Measured {separate['finished_at']} in a separate run, "
+                  f"`{separate['command']}`; load average (1, 5, 15 min) at its start "
+                  f"{separate['load_average_start']}, at its end "
+                  f"{separate['load_average_end']}. {separate.get('note', '')}".rstrip(), ""]
+    return lines + ["| measure | value |", "|---|---|"] + [
+        f"| {k} | {v} |" for k, v in rows]
+
+
 def _footprint_table(results: dict) -> list[str]:
     fp = results.get("footprint") or {}
     lines = ["| server | start to ready | idle RSS | max RSS under API load |",
@@ -168,6 +220,7 @@ def render(results: dict, notes: str = "") -> str:
         API_MODE, "", *_api_table(results), "",
         "## Downloads", "", *_download_table(results), "",
         "## Engine scale", "", *_engine_table(results), "",
+        "## Engine scale with provider callbacks", "", *_engine_callbacks_table(results), "",
         "## Footprint", "", *_footprint_table(results), "",
         "## Machine", "", *_machine(results), "",
         "## Commands", "", "```", *results.get("commands", []), "```", "",

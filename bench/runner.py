@@ -25,7 +25,7 @@ from .phases import api, downloads, engine
 from .targets_check import evaluate
 
 BENCH = Path(__file__).resolve().parent
-PHASES = ("api", "downloads", "engine")
+PHASES = ("api", "downloads", "engine", "engine-callbacks")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick, "command": ("bench/run " + shlex.join(argv or sys.argv[1:])).strip(),
         "config": {**dataclasses.asdict(sizes), "concurrency": list(sizes.concurrency),
                    "server_core": SERVER_CORE, "load_core": LOAD_CORE},
-        "api": {}, "downloads": {}, "footprint": {}, "engine": {},
+        "api": {}, "downloads": {}, "footprint": {}, "engine": {}, "engine_callbacks": {},
         "skipped": {}, "errors": {},
     }
     for tool in ("nginx", "wrk"):
@@ -239,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         out = phases.run("engine", lambda: engine.run(ctx, sample))
         if out:
             results["engine"] = out
+    if "engine-callbacks" in wanted:
+        out = phases.run("engine-callbacks", lambda: engine.run(ctx, sample, callbacks=True))
+        if out:
+            results["engine_callbacks"] = out
 
     results["machine"] = machine.describe(found)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -295,7 +299,7 @@ def commands(args: argparse.Namespace) -> list[str]:
         run,
         "# the same without the peer, or one phase at a time:",
         "bench/run --no-litellm",
-        "bench/run --phases api        # api | downloads | engine",
+        "bench/run --phases api        # api | downloads | engine | engine-callbacks",
         "# what the server under test and the load are, exactly:",
         "taskset -c 0 .venv/bin/vidgate serve --port P    # VIDGATE_CONFIG=bench/out/work/"
         "vidgate/vidgate.yaml",

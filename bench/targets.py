@@ -74,8 +74,9 @@ def vidgate_env(data_dir: Path, config: Path, extra: dict[str, str] | None = Non
 
 def start_vidgate(run_dir: Path, upstream: str, *, core: int, poll_min: float = 0.5,
                   poll_max: float = 1.0, extra_env: dict[str, str] | None = None,
-                  config_text: str | None = None) -> Target:
-    """Fresh data dir and database, one API key, then `vidgate serve` on `core`."""
+                  config_text: str | None = None, port: int | None = None) -> Target:
+    """Fresh data dir and database, one API key, then `vidgate serve` on `core` (on `port`
+    when the caller must know it first, e.g. for VIDGATE_PUBLIC_URL)."""
     data_dir = run_dir / "vidgate-data"
     config = run_dir / "vidgate.yaml"
     shutil.rmtree(data_dir, ignore_errors=True)  # never resume an earlier run's tasks
@@ -88,7 +89,7 @@ def start_vidgate(run_dir: Path, upstream: str, *, core: int, poll_min: float = 
     if made.returncode != 0:
         raise RuntimeError(f"vidgate keys create failed: {made.stderr[-2000:]}")
     key = made.stdout.strip().splitlines()[-1]
-    port = procs.free_port()
+    port = port or procs.free_port()
     proc = procs.start("vidgate", [str(vidgate_bin()), "serve", "--host", "127.0.0.1",
                                    "--port", str(port)],
                        core=core, log_dir=run_dir, env=env)

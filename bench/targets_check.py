@@ -11,6 +11,7 @@ from typing import Any
 
 # "Memory flat": serving a file must not grow the server by anything like the file's size.
 FLAT_RSS_GROWTH_MIB = 20.0
+CALLBACK_LAG_S = 2.0  # issue 11: completion lag p99 with provider callbacks
 
 
 @dataclass
@@ -99,6 +100,19 @@ def evaluate(results: dict) -> list[Check]:
             _ok(lag, complete and lag <= poll + 1)))
     else:
         checks.append(Check("completion lag p99", "<= poll interval + 1 s", "n/a", None))
+    callbacks = results.get("engine_callbacks") or {}
+    lag = callbacks.get("lag_p99_s")
+    if lag is not None:
+        complete = callbacks.get("not_completed", 1) == 0
+        checks.append(Check(
+            f"completion lag p99 with callbacks, {callbacks.get('peak_in_flight')} in flight",
+            f"<= {CALLBACK_LAG_S:g} s",
+            f"{lag:.2f} s" + ("" if complete else
+                              f" ({callbacks['not_completed']} never completed)"),
+            _ok(lag, complete and lag <= CALLBACK_LAG_S)))
+    else:
+        checks.append(Check("completion lag p99 with callbacks", f"<= {CALLBACK_LAG_S:g} s",
+                            "n/a", None))
     ready = _get(results, "footprint", "vidgate", "ready_s")
     checks.append(Check("vidgate start to ready", "<= 2 s",
                         f"{ready:.2f} s" if ready is not None else "n/a",

@@ -83,9 +83,16 @@ def test_quick_run_measures_every_phase_it_can(quick_run):
     assert not math.isnan(engine["lag_p99_s"]) and engine["lag_p99_s"] >= engine["lag_p50_s"]
     assert engine["cpu_seconds_total"] > 0
 
+    called = results["engine_callbacks"]
+    assert called["created"] == called["tasks"] and called["not_completed"] == 0
+    # every job was called back and every callback passed vidgate's and Replicate's checks
+    assert called["callbacks_accepted"] == called["created"] and called["callbacks_refused"] == 0
+    assert not math.isnan(called["lag_p99_s"])
+
     text = (out / "RESULTS.md").read_text()
-    for heading in ("## Targets", "## API", "## Downloads", "## Engine scale", "## Footprint",
-                    "## Machine", "## Commands"):
+    for heading in ("## Targets", "## API", "## Downloads", "## Engine scale",
+                    "## Engine scale with provider callbacks", "## Footprint", "## Machine",
+                    "## Commands"):
         assert heading in text
     assert {c["name"] for c in results["targets"]} == {c.name for c in evaluate(results)}
 

@@ -219,7 +219,7 @@ def _yaml_examples() -> list[tuple[str, str]]:
 def test_documented_files_load(tmp_path, monkeypatch, where, block):
     data = yaml.safe_load(block)
     for channel in data.get("channels") or []:
-        for variable in ("api_key_env", "secret_key_env"):
+        for variable in ("api_key_env", "secret_key_env", "webhook_secret_env"):
             if channel.get(variable):
                 monkeypatch.setenv(channel[variable], "set")
         if channel.get("credentials_file"):  # the operator's key file: a stand-in here

@@ -2,7 +2,12 @@
 delay; how long vidgate takes to report each completion, and the CPU its process used.
 
 Lag of one task = the moment vidgate's `completed` event row appeared (what every read then
-serves) minus the moment the fake upstream started answering `completed` for its job."""
+serves) minus the moment the fake upstream started answering `completed` for its job.
+
+Two modes: polling (an `openai` channel, the `engine` phase) and provider callbacks (a
+`replicate` channel with VIDGATE_PUBLIC_URL set; the fake posts each job's signed webhook
+the moment it completes and polling falls back to the channel's `callback_poll_seconds`;
+the `engine-callbacks` phase)."""
 
 from __future__ import annotations
 
@@ -23,13 +28,20 @@ from ..context import LOAD_CORE, SERVER_CORE, Context
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_fake(ctx: Context, sample: SampleMedia) -> tuple[procs.Proc, str]:
+WEBHOOK_SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMDEyMzQ1"  # the fake's Replicate key
+CALLBACK_POLL_SECONDS = 60.0  # the channel default: the fallback when a callback is lost
+
+
+def start_fake(ctx: Context, sample: SampleMedia, callbacks: bool = False
+               ) -> tuple[procs.Proc, str]:
     port = procs.free_port()
     lo, hi = ctx.sizes.engine_delay
+    mode = ["--protocol", "replicate", "--webhook-secret", WEBHOOK_SECRET] if callbacks else []
     proc = procs.start("fake-upstream", [
         sys.executable, "-m", "bench.fake_upstream", "--port", str(port),
-        "--media", str(sample.folder), "--delay-min", str(lo), "--delay-max", str(hi),
-    ], core=LOAD_CORE, log_dir=ctx.work / "engine", cwd=ROOT)
+        "--media", str(sample.folder), "--delay-min", str(lo), "--delay-max", str(hi), *mode,
+    ], core=LOAD_CORE, log_dir=ctx.work / ("engine-callbacks" if callbacks else "engine"),
+        cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     procs.wait_http(proc, f"{base}/_bench/healthz", timeout=30)
     return proc, base
@@ -45,6 +57,16 @@ def engine_yaml(upstream: str, poll_min: float, poll_max: float) -> str:
     }]}, indent=2)
 
 
+def callbacks_yaml(upstream: str) -> str:
+    """One `replicate` channel on the fake, called back; polls only as the fallback."""
+    return json.dumps({"channels": [{
+        "name": "fake", "kind": "replicate", "base_url": f"{upstream}/v1",
+        "models": {"sora-2": "bench/video"}, "sizes": ["1280x720"], "seconds": [4],
+        "webhook_secret_env": "BENCH_WEBHOOK_SECRET", "max_concurrent_requests": 32,
+        "callback_poll_seconds": CALLBACK_POLL_SECONDS,
+    }]}, indent=2)
+
+
 async def _create_all(base: str, auth: dict[str, str], count: int, concurrency: int
                       ) -> tuple[list[str], int]:
     """Create `count` tasks with `concurrency` clients; (ids, failures)."""
@@ -57,8 +79,13 @@ async def _create_all(base: str, auth: dict[str, str], count: int, concurrency: 
         async def worker() -> None:
             nonlocal failures
             for _ in todo:
-                response = await http.post("/v1/videos", json=client.CREATE_BODY)
-                if response.status_code == 200:
+                for _attempt in range(3):  # a kept-alive connection the server just closed
+                    try:
+                        response = await http.post("/v1/videos", json=client.CREATE_BODY)
+                        break
+                    except httpx.TransportError:
+                        response = None
+                if response is not None and response.status_code == 200:
                     ids.append(response.json()["id"])
                 else:
                     failures += 1
@@ -86,15 +113,23 @@ def _peak_in_flight(records: list[dict], seen: dict[str, float]) -> int:
     return peak
 
 
-def run(ctx: Context, sample: SampleMedia) -> dict:
+def run(ctx: Context, sample: SampleMedia, callbacks: bool = False) -> dict:
     sizes = ctx.sizes
-    fake, fake_base = start_fake(ctx, sample)
-    run_dir = ctx.work / "engine"
+    fake, fake_base = start_fake(ctx, sample, callbacks)
+    run_dir = ctx.work / ("engine-callbacks" if callbacks else "engine")
     vidgate = None
     try:
-        vidgate = targets.start_vidgate(
-            run_dir, fake_base, core=SERVER_CORE,
-            config_text=engine_yaml(fake_base, sizes.engine_poll_min, sizes.engine_poll))
+        if callbacks:
+            port = procs.free_port()
+            vidgate = targets.start_vidgate(
+                run_dir, fake_base, core=SERVER_CORE, port=port,
+                config_text=callbacks_yaml(fake_base),
+                extra_env={"VIDGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                           "BENCH_WEBHOOK_SECRET": WEBHOOK_SECRET})
+        else:
+            vidgate = targets.start_vidgate(
+                run_dir, fake_base, core=SERVER_CORE,
+                config_text=engine_yaml(fake_base, sizes.engine_poll_min, sizes.engine_poll))
         db_path = run_dir / "vidgate-data" / "vidgate.db"
         cpu_start = vidgate.proc.cpu()
         started = time.monotonic()
@@ -119,7 +154,14 @@ def run(ctx: Context, sample: SampleMedia) -> dict:
                 if r["task_id"] in watcher.seen]
         polls = [r["polls"] for r in mine]
         follow_s = max(wall_s - created_s, 1e-9)
+        extra = {}
+        if callbacks:
+            answers = [r.get("called_back") for r in mine]
+            extra = {"mode": "callbacks", "callback_poll_s": CALLBACK_POLL_SECONDS,
+                     "callbacks_accepted": sum(1 for a in answers if a == 200),
+                     "callbacks_refused": sum(1 for a in answers if a not in (None, 200))}
         return {
+            **extra,
             "tasks": sizes.engine_tasks,
             "created": len(ids),
             "create_failures": failures,

@@ -13,7 +13,19 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, admin_views, events, families, files, models, ops, pages, videos
+from .api import (
+    account,
+    admin,
+    admin_views,
+    callbacks,
+    events,
+    families,
+    files,
+    models,
+    ops,
+    pages,
+    videos,
+)
 from .api import errors as api_errors
 from .api.bodies import json_limit
 from .api.early_answers import EarlyAnswers
@@ -25,6 +37,7 @@ from .backends.registry import make_backend
 from .catalog import Catalog
 from .channels import ChannelConfig, GatewayConfig, default_channels, load_config
 from .config import Settings, load_settings
+from .engine.callbacks import CallbackIntake, CallbackUrls
 from .engine.janitor import Janitor
 from .engine.router import Router
 from .engine.scheduler import Engine
@@ -79,6 +92,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     backends = build_backends(settings)
     router = Router.build(channel_configs(settings), backends)
     catalog = gateway_config(settings).catalog
+    callback_urls = CallbackUrls(settings.public_url, settings.secret)
     engine = None
     if settings.run_engine:
         engine = Engine(
@@ -89,6 +103,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             lease_seconds=settings.lease_seconds,
             tick_seconds=settings.engine_tick_seconds,
             pricing=catalog.settlement_price,
+            callbacks=callback_urls,
         )
     service = TaskService(
         db, blobs, catalog,
@@ -107,12 +122,14 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
             backoff_seconds=settings.webhook_backoff_seconds,
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
+    intake = CallbackIntake(callback_urls, router, db.leases,
+                            wake=engine.wake if engine else None)
     readiness = Readiness(db, blobs, engine.loop_age if engine else None,
                           max_loop_age=max(30.0, 20 * settings.engine_tick_seconds))
     scrape = Scrape(db, router.publish if engine else None)
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
                         db.keys, janitor, KeyCache(settings.key_cache_seconds), router,
-                        TaskWatch(service.get), readiness, scrape)
+                        TaskWatch(service.get), readiness, scrape, intake)
     return services, backends
 
 
@@ -189,6 +206,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.include_router(models.router)
     api.include_router(ops.router)
     pages.install(api)
+    api.include_router(callbacks.router)
 
     gateway = Gateway(api, services)
     gateway.add_middleware(UrlGuard)

@@ -87,6 +87,12 @@ class ChannelConfig(BaseModel):
     project: str | None = None           # vertex: the Google Cloud project id
     location: str | None = Field(default=None, pattern=_LOCATION)  # vertex: e.g. us-central1
     credentials_file: str | None = None  # vertex: service-account JSON (else the env's)
+    # Provider callbacks (engine/callbacks.py), used when VIDGATE_PUBLIC_URL is set and the
+    # kind supports them; polling then slows to `callback_poll_seconds` as the fallback.
+    callbacks: bool = True
+    callback_poll_seconds: float = Field(default=60.0, gt=0)
+    webhook_secret_env: str | None = None  # replicate: the signing secret (else fetched)
+    jwks_url: str | None = None          # fal: where its webhook keys are published
 
     @model_validator(mode="before")
     @classmethod
@@ -121,7 +127,7 @@ class ChannelConfig(BaseModel):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
         return value
 
-    @field_validator("base_url")
+    @field_validator("base_url", "jwks_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -165,6 +171,9 @@ class ChannelConfig(BaseModel):
 
     def secret_key(self) -> str | None:
         return os.environ.get(self.secret_key_env) if self.secret_key_env else None
+
+    def webhook_secret(self) -> str | None:
+        return os.environ.get(self.webhook_secret_env) if self.webhook_secret_env else None
 
     def service_account_file(self) -> str | None:
         """vertex: `credentials_file`, else the file Google's tools read from the
@@ -297,7 +306,7 @@ def _check(path: Path, index: int, ch: ChannelConfig, catalog: Catalog) -> list[
         elif canonical != model:
             problems.append(f"{where}: field 'models': '{model}' is an alias of "
                             f"'{canonical}'; map '{canonical}' itself")
-    for field in ("api_key_env", "secret_key_env"):
+    for field in ("api_key_env", "secret_key_env", "webhook_secret_env"):
         variable = getattr(ch, field)
         if variable is not None and not os.environ.get(variable):
             problems.append(f"{where}: field '{field}': environment variable "

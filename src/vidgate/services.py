@@ -14,6 +14,7 @@ from starlette.requests import Request
 from .api.key_cache import KeyCache
 from .config import Settings
 from .domain import Task
+from .engine.callbacks import CallbackIntake
 from .engine.janitor import Janitor
 from .engine.router import Router
 from .engine.scheduler import Engine
@@ -46,6 +47,7 @@ class Services:
     watch: TaskWatch  # live progress for the SSE routes (api/events.py)
     readiness: Readiness
     scrape: Scrape
+    callbacks: CallbackIntake
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         return self.links_at(task, str(request.base_url))

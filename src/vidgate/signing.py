@@ -1,4 +1,4 @@
-"""Short-lived signed URLs for finished assets.
+"""Short-lived signed URLs for finished assets, and the signed URLs providers call back.
 
 An expiry is chosen on a grid anchored at the task's completion time, so every read within the
 same half-lifetime gets the very same URL (cacheable, and identical across route families),
@@ -24,6 +24,14 @@ def verify(secret: bytes, task_id: str, variant: str, exp: int, sig: str, now: f
     if exp <= now:
         return False
     return hmac.compare_digest(signature(secret, task_id, variant, exp), sig)
+
+
+def callback_signature(secret: bytes, channel: str, task_id: str) -> str:
+    """The signature in a provider callback URL (engine/callbacks.py). It names the channel
+    and the task, never the upstream's id, and has its own first line so it can never pass
+    for an asset URL's signature (or the other way round)."""
+    message = f"provider-callback\n{channel}\n{task_id}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def url_expiry(completed_at: int, now: float, ttl: int, assets_expire_at: int | None) -> int:

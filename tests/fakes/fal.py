@@ -14,6 +14,15 @@ ALREADY_COMPLETED, NOT_FOUND), Model Errors (422, `detail` list of loc/msg/type/
 fal-ai/kling-video/v2.1/master (inputs prompt, aspect_ratio, duration, resolution,
 image_url; output `video` as a File: url, content_type, file_name, file_size).
 
+Callbacks, from fal's docs (Webhooks: the `fal_webhook` query parameter of a queue submit;
+the delivery `{request_id, gateway_request_id, status: OK | ERROR, error, payload}`;
+"Verifying your webhook": headers X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and
+-Signature, ED25519 over `request_id`, `user_id`, `timestamp`, `sha256_hex(body)` joined
+with newlines, the hex signature, keys published as a JWKS of `x` values) and fal-client's
+`submit(webhook_url=)` (`?fal_webhook=<url>`): a request submitted with `fal_webhook` is
+posted there once it ends, signed with the fake's own key, whose JWKS the fake serves at
+`/.well-known/jwks.json` (`jwks_url`).
+
 The fake renders a real MP4 of the frame and length the input asks for: aspect_ratio and
 resolution when given (1080p for apps without a resolution), else the frame of image_url;
 duration "8s" or "5". A request's fate is read from tags in its prompt:
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import threading
 import time
@@ -32,12 +42,14 @@ import uuid
 from dataclasses import dataclass, field
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .callbacks import Deliveries
 from .clips import Clips
 from .faults import FaultMiddleware, Faults
 from .upstream import FileHost, Recorder
@@ -57,6 +69,7 @@ class FalRequest:
     created: float = field(default_factory=time.monotonic)
     clip: asyncio.Future | None = None
     cancelled: bool = False
+    webhook: str | None = None
 
     def has(self, tag: str) -> bool:
         return f"[{tag}]" in str(self.input.get("prompt", ""))
@@ -98,13 +111,22 @@ class FakeFal:
         self.calls: list[tuple[float, str, str]] = []  # (monotonic time, method, path)
         self.origin = ""
         self._lock = threading.Lock()
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.user_id = "fake-user-" + uuid.uuid4().hex[:8]
+        self.deliveries = Deliveries()
+        self.callbacks_on = True  # False: take `fal_webhook` but never call (a lost callback)
 
     @property
     def url(self) -> str:
         return self.origin
 
+    @property
+    def jwks_url(self) -> str:
+        return self.origin + "/.well-known/jwks.json"
+
     def app(self):
         inner = Starlette(routes=[
+            Route("/.well-known/jwks.json", self._jwks, methods=["GET"]),
             Route("/{owner}/{alias}/requests/{rid}/status", self._status, methods=["GET"]),
             Route("/{owner}/{alias}/requests/{rid}/cancel", self._cancel, methods=["PUT"]),
             Route("/{owner}/{alias}/requests/{rid}", self._result, methods=["GET"]),
@@ -163,9 +185,44 @@ class FakeFal:
         width, height = frame_of(body)
         req.clip = asyncio.get_running_loop().run_in_executor(
             None, self.clips.get, width, height, seconds_of(body))
+        req.webhook = request.query_params.get("fal_webhook")
         with self._lock:
             self.requests[req.id] = req
+        if req.webhook:
+            asyncio.get_running_loop().create_task(self._call_back(req))
         return _json({"request_id": req.id, **self._urls(req), "status": "IN_QUEUE"})
+
+    async def _call_back(self, req: FalRequest) -> None:
+        """Post the outcome once the request ends, signed as fal signs."""
+        await asyncio.wait([req.clip])
+        while self.state(req) != "COMPLETED":
+            if req.cancelled:
+                return
+            await asyncio.sleep(0.02)  # the fake's own clock: its requests end by time
+        if not self.callbacks_on:
+            return
+        status, payload, _ = self.outcome(req)
+        delivery = {"request_id": req.id, "gateway_request_id": req.id,
+                    "status": "OK" if status == 200 else "ERROR", "payload": payload}
+        if status != 200:
+            delivery["error"] = f"Invalid status code: {status}"
+        body = orjson.dumps(delivery)
+        await self.deliveries.post(req.webhook, self.sign(req.id, body), body)
+
+    def sign(self, request_id: str, body: bytes, timestamp: int | None = None,
+             user_id: str | None = None) -> dict[str, str]:
+        """The X-Fal-Webhook-* headers of a delivery."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        user = user_id or self.user_id
+        message = "\n".join([request_id, user, stamp, hashlib.sha256(body).hexdigest()])
+        return {"x-fal-webhook-request-id": request_id, "x-fal-webhook-user-id": user,
+                "x-fal-webhook-timestamp": stamp,
+                "x-fal-webhook-signature": self.signing_key.sign(message.encode()).hex()}
+
+    async def _jwks(self, _request: Request) -> Response:
+        raw = self.signing_key.public_key().public_bytes_raw()
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return _json({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]})
 
     async def _status(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:
@@ -195,19 +252,25 @@ class FakeFal:
             return _json({"detail": "Request not found"}, 404)
         if self.state(req) != "COMPLETED":
             return _json({"detail": "Request is still in progress"}, 400)
+        status, body, headers = self.outcome(req)
+        return _json(body, status, headers=headers)
+
+    def outcome(self, req: FalRequest) -> tuple[int, dict, dict | None]:
+        """A finished request's result: (HTTP status, body, headers), as the result
+        endpoint answers it and a webhook carries it as `payload`."""
         if req.has("moderation"):
-            return _json({"detail": [{
+            return 422, {"detail": [{
                 "loc": ["body", "prompt"], "msg": "The content was flagged by a content checker.",
                 "type": "content_policy_violation",
                 "url": "https://docs.fal.ai/errors#content_policy_violation",
-                "input": req.input["prompt"]}]}, 422)
+                "input": req.input["prompt"]}]}, None
         if req.has("fail"):
-            return _json({"detail": "Request timed out", "error_type": "request_timeout"}, 504,
-                         headers={"X-Fal-Error-Type": "request_timeout"})
+            return 504, {"detail": "Request timed out", "error_type": "request_timeout"}, \
+                {"X-Fal-Error-Type": "request_timeout"}
         clip = req.clip.result()
         url = self.cdn.add(f"{req.id}.mp4", clip)
-        return _json({"video": {"url": url, "content_type": "video/mp4",
-                                "file_name": "output.mp4", "file_size": clip.stat().st_size}})
+        return 200, {"video": {"url": url, "content_type": "video/mp4",
+                               "file_name": "output.mp4", "file_size": clip.stat().st_size}}, None
 
     async def _cancel(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:

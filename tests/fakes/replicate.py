@@ -13,6 +13,14 @@ URLs) and the API pages of google/veo-3*, kwaivgi/kling-v2.1-master, minimax/hai
 (inputs prompt, duration as an integer, aspect_ratio, resolution, image / start_image /
 first_frame_image; output a URI).
 
+Callbacks, from the same SDK (`CreatePredictionParams`: `webhook`, `webhook_events_filter`
+of start | output | logs | completed; `replicate/webhook.py`: `GET /v1/webhooks/default/secret`
+answers `{"key": "whsec_..."}`, `Webhooks.validate` checks `webhook-id`,
+`webhook-timestamp`, `webhook-signature`) and Replicate's "Verify webhooks" page (Standard
+Webhooks: HMAC-SHA256 over `{id}.{timestamp}.{body}`, `v1,<base64>`): a prediction created
+with a `webhook` whose filter has `completed` (or no filter) is posted, as its prediction
+object, to that URL once it ends, signed with `webhook_secret`.
+
 The fake renders a real MP4 of the frame and length the input asks for (see fakes.fal's
 frame_of). A prediction's fate is read from tags in its prompt:
   [moderation]  fails: flagged as sensitive (E005)     [fail]  fails with a model error
@@ -22,7 +30,9 @@ frame_of). A prediction's fate is read from tags in its prompt:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -35,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .callbacks import Deliveries
 from .clips import Clips
 from .fal import frame_of
 from .faults import FaultMiddleware, Faults
@@ -70,9 +81,18 @@ class Prediction:
     created: float = field(default_factory=time.monotonic)
     clip: asyncio.Future | None = None
     canceled: bool = False
+    webhook: str | None = None
+    events: list | None = None
 
     def has(self, tag: str) -> bool:
         return f"[{tag}]" in str(self.input.get("prompt", ""))
+
+
+def sign_webhook(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks, as Replicate signs (and `Webhooks.validate` checks)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
 
 
 class FakeReplicate:
@@ -89,6 +109,9 @@ class FakeReplicate:
         self.calls: list[tuple[float, str, str]] = []
         self.origin = ""
         self._lock = threading.Lock()
+        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self.deliveries = Deliveries()
+        self.callbacks_on = True  # False: accept `webhook` but never call (a lost callback)
 
     @property
     def url(self) -> str:
@@ -101,6 +124,7 @@ class FakeReplicate:
             Route("/v1/predictions", self._create_version, methods=["POST"]),
             Route("/v1/predictions/{id}", self._get, methods=["GET"]),
             Route("/v1/predictions/{id}/cancel", self._cancel, methods=["POST"]),
+            Route("/v1/webhooks/default/secret", self._secret, methods=["GET"]),
         ])
         return FaultMiddleware(inner, self.faults, self.classify, self._record)
 
@@ -111,6 +135,8 @@ class FakeReplicate:
 
     @staticmethod
     def classify(method: str, path: str) -> str | None:
+        if path.endswith("/secret"):
+            return "content"
         if path.endswith("/cancel"):
             return "cancel"
         return "submit" if method == "POST" else "poll"
@@ -171,9 +197,32 @@ class FakeReplicate:
         width, height = frame_of(data, image)
         p.clip = asyncio.get_running_loop().run_in_executor(
             None, self.clips.get, width, height, int(data.get("duration", 5)))
+        if isinstance(body.get("webhook"), str):
+            p.webhook, p.events = body["webhook"], body.get("webhook_events_filter")
+            asyncio.get_running_loop().create_task(self._call_back(p))
         with self._lock:
             self.predictions[p.id] = p
         return _json(self.render(p), 201)
+
+    async def _call_back(self, p: Prediction) -> None:
+        """Post the prediction once it ends (the `completed` event), as Replicate does."""
+        await asyncio.wait([p.clip])
+        while self.status(p) in ("starting", "processing"):
+            await asyncio.sleep(0.02)  # the fake's own clock: its jobs end by time
+        if not self.callbacks_on or (p.events is not None and "completed" not in p.events):
+            return
+        body = orjson.dumps(self.render(p))
+        msg_id = "msg_" + secrets.token_hex(12)
+        timestamp = str(int(time.time()))
+        await self.deliveries.post(p.webhook, {
+            "webhook-id": msg_id, "webhook-timestamp": timestamp,
+            "webhook-signature": sign_webhook(self.webhook_secret, msg_id, timestamp, body),
+        }, body)
+
+    async def _secret(self, request: Request) -> Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        return _json({"key": self.webhook_secret})
 
     async def _create_official(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:

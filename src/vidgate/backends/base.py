@@ -15,6 +15,7 @@ three error types below are the whole contract between them:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +49,15 @@ class ResultUnavailable(TransientError):
     the task fails with `upstream_error`."""
 
 
+class CallbackRefused(BackendError):
+    """A provider callback that did not pass the provider's own signature check (or that
+    the kind cannot take): it changes nothing. `status` is what the caller is answered."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class UpstreamFailed(BackendError):
     """The upstream explicitly failed or refused the job; the task fails with `code`."""
 
@@ -66,6 +76,7 @@ class Job:
     remix_of: str | None = None         # upstream id of the source video, on this channel
     result_url: str | None = None       # where the last poll said the video is
     thumbnail_url: str | None = None    # the upstream's own thumbnail, if it gave one
+    callback_url: str | None = None     # where the provider may call back (submit only)
 
 
 @dataclass(frozen=True)
@@ -109,3 +120,23 @@ class Backend(Protocol):
     async def cancel(self, job: Job) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class CallbackKind(Protocol):
+    """What a backend adds to take provider callbacks (engine/callbacks.py): it declares
+    `supports_callbacks`, sends `Job.callback_url` with its submit, and checks and reads
+    what the provider posts back. A kind without a signature scheme verifies nothing and
+    returns None; vidgate's own signed URL still guards it."""
+
+    supports_callbacks: bool
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes,
+                              now: float) -> str | None:
+        """Check the provider's signature (and its timestamp's freshness); returns the
+        delivery's id for replay detection (None: the provider names none). Raises
+        CallbackRefused."""
+        ...
+
+    def read_callback(self, body: bytes) -> PollResult:
+        """The verified body as a poll's answer would have been read."""
+        ...

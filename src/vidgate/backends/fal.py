@@ -20,21 +20,34 @@ result, Cancel a request, Model Errors, Request Error Types).
 - Cancel is `PUT cancel_url`; fal answers OK, CANCELLATION_REQUESTED, ALREADY_COMPLETED or
   NOT_FOUND, all of which end our interest in the request.
 - fal reports no progress, only a queue position, so progress stays unknown.
+- Callbacks: a submit with `Job.callback_url` adds `?fal_webhook=<url>` (the docs' Webhooks
+  page; fal-client's `submit(webhook_url=)` does the same). fal posts `{request_id,
+  gateway_request_id, status: OK | ERROR, payload, error, payload_error}` once the request
+  ends, signed with ED25519; the keys come from the channel's `jwks_url` (default fal's
+  own, `DEFAULT_JWKS_URL`), so a test or a proxy can stand in for it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
 
-from ..channels import origin_of
+from ..channels import ChannelConfig, origin_of
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, QUEUED, UPSTREAM_ERROR
 from ..images import data_url
-from .base import UNKNOWN, Job, PollResult, SubmitRefused, TransientError, UpstreamFailed
+from .base import (
+    UNKNOWN,
+    Job,
+    PollResult,
+    SubmitRefused,
+    TransientError,
+    UpstreamFailed,
+)
 from .framing import aspect_ratio, fit_reference, resolution
 from .http.answers import (
     check_submit,
@@ -48,7 +61,9 @@ from .http.answers import (
 from .http.base import HttpBackend
 from .http.client import UpstreamResponse
 from .http.credentials import Credentials, StaticHeaders
+from .http.signatures import Jwks, fal_message
 
+DEFAULT_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 _STATES = {"IN_QUEUE": QUEUED, "IN_PROGRESS": IN_PROGRESS, "COMPLETED": COMPLETED}
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 # fal-client's APP_NAMESPACES: an app id that starts with one of these has one more part.
@@ -172,12 +187,32 @@ def read_result(response: UpstreamResponse) -> PollResult:
     raise TransientError(f"the result answered HTTP {status}", retry_after=retry_after(response))
 
 
+def read_webhook(body: Any) -> PollResult:
+    """A webhook delivery: `status` OK with the output as `payload`, or ERROR with the
+    error's details as `payload` (a model error's `detail` list, say) and `error` text."""
+    if not isinstance(body, dict):
+        return PollResult(UNKNOWN)
+    if body.get("status") == "OK" and isinstance(body.get("payload"), dict):
+        return read_output(body["payload"])
+    if body.get("status") == "ERROR":
+        code, message = fal_error(body.get("payload"))
+        return _failed(code, message or str(body.get("error") or ""))
+    return PollResult(UNKNOWN)
+
+
 def _failed(code: str, message: str) -> PollResult:
     return PollResult(FAILED, error_code=failure_code(code, message),
                       error_message=clean_message(message, "fal failed the request."))
 
 
 class FalBackend(HttpBackend):
+    supports_callbacks = True
+
+    def __init__(self, config: ChannelConfig) -> None:
+        super().__init__(config)
+        url = config.jwks_url or DEFAULT_JWKS_URL
+        self.jwks = Jwks(lambda: self.client.get_json(url))
+
     def credentials(self) -> Credentials | None:
         key = self.config.api_key()
         return StaticHeaders({"Authorization": f"Key {key}"}) if key else None
@@ -201,7 +236,8 @@ class FalBackend(HttpBackend):
         app = self.app_for(job)
         response = await self.client.request(
             "POST", "/" + app, submit=True,
-            json=fal_input(job, app, self.extra_fields(job.request)))
+            json=fal_input(job, app, self.extra_fields(job.request)),
+            params={"fal_webhook": job.callback_url} if job.callback_url else None)
         answer = check_submit(_as_openai_error(response))
         return self.request_path(answer, app)
 
@@ -239,6 +275,18 @@ class FalBackend(HttpBackend):
         """Best effort: every answer fal documents ends our interest in the request."""
         if job.upstream_id:
             await self.client.request("PUT", f"/{self._path(job)}/cancel")
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes,
+                              now: float) -> str | None:
+        message, signature = fal_message(headers, body, now)
+        await self.jwks.verify(message, signature)
+        return signature.hex()  # fal names no delivery id; a replay repeats the signature
+
+    def read_callback(self, body: bytes) -> PollResult:
+        try:
+            return read_webhook(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            return PollResult(UNKNOWN)
 
     @staticmethod
     def _path(job: Job) -> str:

@@ -15,11 +15,19 @@ Replicate has no progress field; the official client reads progress from the tqd
 model prints in `logs` (`45%|####  | 45/100`), and so do we: absent bars mean unknown.
 A content refusal is a failed prediction whose `error` says the input or output was
 flagged as sensitive or NSFW (Replicate's E005): `moderation_blocked`.
+
+Callbacks: a submit with `Job.callback_url` asks for `webhook` with
+`webhook_events_filter: ["completed"]` (the SDK's `CreatePredictionParams`; the events are
+start, output, logs, completed), so Replicate posts the prediction once it ends. Its
+deliveries are signed with Standard Webhooks; the key is the channel's
+`webhook_secret_env`, or else `GET {base}/webhooks/default/secret` (`replicate/webhook.py`),
+fetched once.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +36,7 @@ import orjson
 
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, QUEUED
 from ..images import data_url
-from .base import UNKNOWN, Job, PollResult, TransientError, UpstreamFailed
+from .base import UNKNOWN, CallbackRefused, Job, PollResult, TransientError, UpstreamFailed
 from .framing import aspect_ratio, fit_reference, resolution
 from .http.answers import (
     check_poll,
@@ -40,6 +48,7 @@ from .http.answers import (
 )
 from .http.base import HttpBackend
 from .http.client import UpstreamResponse
+from .http.signatures import standard_webhook
 
 _STATES = {"starting": QUEUED, "processing": IN_PROGRESS, "succeeded": COMPLETED,
            "failed": FAILED, "canceled": FAILED}
@@ -146,6 +155,9 @@ def _as_openai_error(response: UpstreamResponse) -> UpstreamResponse:
 
 
 class ReplicateBackend(HttpBackend):
+    supports_callbacks = True
+    _webhook_secret: str | None = None  # fetched from the API when the channel names none
+
     def model_for(self, job: Job) -> str:
         model = job.request.model
         name = self.config.upstream_model(model)
@@ -162,6 +174,9 @@ class ReplicateBackend(HttpBackend):
             raise UpstreamFailed(f"'{name}' is not a Replicate model (owner/name[:version]).")
         body: dict[str, Any] = {"input": replicate_input(
             job, ref, self.extra_fields(job.request), self.config.image_field)}
+        if job.callback_url:
+            body["webhook"] = job.callback_url
+            body["webhook_events_filter"] = ["completed"]
         if version:
             body["version"] = version
             path = "/predictions"
@@ -180,6 +195,31 @@ class ReplicateBackend(HttpBackend):
     async def cancel(self, job: Job) -> None:
         if job.upstream_id:
             await self.client.request("POST", f"/predictions/{_id(job)}/cancel")
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes,
+                              now: float) -> str | None:
+        secret = self.config.webhook_secret() or await self._secret_from_api()
+        return standard_webhook(secret, headers, body, now)
+
+    def read_callback(self, body: bytes) -> PollResult:
+        try:
+            return read_prediction(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            return PollResult(UNKNOWN)
+
+    async def _secret_from_api(self) -> str:
+        if self._webhook_secret is None:
+            try:
+                response = await self.client.request("GET", "/webhooks/default/secret")
+            except TransientError as exc:
+                raise CallbackRefused("Replicate's webhook secret cannot be fetched now",
+                                      status=503) from exc
+            answer = json_body(response) if response.status_code == 200 else None
+            key = answer.get("key") if isinstance(answer, dict) else None
+            if not isinstance(key, str) or not key.startswith("whsec_"):
+                raise CallbackRefused("Replicate did not give its webhook secret", status=503)
+            self._webhook_secret = key
+        return self._webhook_secret
 
 
 def _id(job: Job) -> str:

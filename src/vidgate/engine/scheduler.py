@@ -20,6 +20,7 @@ from ..backends.base import Backend
 from ..domain import Task
 from ..store.blobs import BlobStore
 from ..store.database import Database
+from .callbacks import CallbackUrls
 from .finalize import Finalizer, Pricing, free
 from .loop import Loop
 from .router import Router
@@ -44,6 +45,7 @@ class Engine:
         pricing: Pricing = free,
         fetch_retries: int = 3,
         in_flight_refresh_seconds: float = 1.0,
+        callbacks: CallbackUrls | None = None,
     ) -> None:
         self.leases = db.leases
         self.backends = backends
@@ -55,7 +57,7 @@ class Engine:
         self.steps = Steps(
             db, blobs, self.router, Finalizer(db, blobs, retention_seconds, pricing),
             worker_id=self.worker_id, work_dir=work_dir, fetch_retries=fetch_retries,
-            hand_back=self._hand_back,
+            hand_back=self._hand_back, callbacks=callbacks,
         )
         self._active: dict[str, asyncio.Task] = {}
         # Steps end by handing their task back with its next poll time. Those writes are
@@ -67,7 +69,8 @@ class Engine:
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        """Called after a create so a new task starts without waiting for the next tick."""
+        """Called after a create (or a provider callback) so the task is looked at without
+        waiting for the next tick."""
         self._loop.wake()
 
     def stop(self) -> None:

@@ -41,6 +41,7 @@ from ..observability import metrics, requestids
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from . import pacing
+from .callbacks import CallbackUrls, uses_callbacks
 from .finalize import Finalizer
 from .router import Channel, Router
 
@@ -56,7 +57,8 @@ class Steps:
 
     def __init__(self, db: Database, blobs: BlobStore, router: Router, finalizer: Finalizer,
                  *, worker_id: str, work_dir: Path, fetch_retries: int,
-                 hand_back: Callable[[Task, float], None]) -> None:
+                 hand_back: Callable[[Task, float], None],
+                 callbacks: CallbackUrls | None = None) -> None:
         self.leases = db.leases
         self.tasks = db.tasks
         self.blobs = blobs
@@ -66,6 +68,7 @@ class Steps:
         self.work_dir = work_dir
         self.fetch_retries = fetch_retries
         self._hand_back = hand_back  # the engine writes it back at its next flush
+        self.callbacks = callbacks or CallbackUrls(None, b"")
 
     async def run(self, task: Task) -> None:
         """One step of `task` under this worker's lease; never raises but for cancellation.
@@ -99,7 +102,7 @@ class Steps:
             job = dataclasses.replace(job, upstream_id=task.upstream_id)
             if not channel.backend.sticky:
                 # the status comes from the first poll: an accepted job may still wait upstream
-                await self._release(task, self._poll_delay(task, channel))
+                await self._release(task, self._poll_delay(task, channel, waiting=True))
                 return
         if channel is None:
             await self._fail(task, UPSTREAM_ERROR,
@@ -123,8 +126,10 @@ class Steps:
         for channel in self.router.order(job.request, only=only, image=job.reference is not None):
             if not self.router.reserve(channel):
                 continue
+            offer = dataclasses.replace(job, callback_url=self.callbacks.url_for(channel,
+                                                                                 task.id))
             try:
-                upstream_id = await channel.backend.submit(job)
+                upstream_id = await channel.backend.submit(offer)
             except SubmitRefused as exc:
                 self.router.refused(channel)
                 if exc.retry_after is not None:
@@ -186,7 +191,8 @@ class Steps:
                 return
             changed = self._note_progress(task, result)
             if not backend.sticky:
-                await self._release(task, self._poll_delay(task, channel, result.retry_after))
+                await self._release(task, self._poll_delay(task, channel, result.retry_after,
+                                                           waiting=True))
                 return
             if changed:
                 await self.leases.update_leased(task.id, self.worker_id, **changed)
@@ -272,9 +278,14 @@ class Steps:
 
     # ---- pacing -------------------------------------------------------------------------
 
-    def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None
-                    ) -> float:
+    def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None,
+                    *, waiting: bool = False) -> float:
+        """`waiting`: the job is not done upstream yet. Then, on a channel that is called
+        back, polling is only the fallback for a lost callback; after a failed poll or
+        download the usual pace applies, since no further callback will come."""
         cfg = channel.config
+        if waiting and uses_callbacks(channel, self.callbacks.public_url):
+            return max(pacing.with_jitter(cfg.callback_poll_seconds), retry_after or 0.0)
         return pacing.next_delay(task.attempts, cfg.poll_min_seconds, cfg.poll_max_seconds,
                                  retry_after)
 

@@ -21,6 +21,9 @@ from . import ledger as ledger_ops
 from .schema import task_events, tasks
 from .tasks import task_from_row
 
+# The due time of a task a provider called back: before every real time, so it goes first.
+CALLED_BACK = 0.0
+
 
 def _may_become(status: str) -> sa.ColumnElement[bool]:
     """The stored status is one `status` may overwrite (for an ending: the task is active)."""
@@ -43,6 +46,8 @@ class Leases:
         no more than its channels have room for); `submit=False` only the others: bound
         tasks, and waiting ones that must end now (cancelled, past their deadline).
         One conditional UPDATE claims the whole batch; its WHERE decides who won each row.
+        A claim clears `next_poll_at`: while the lease holds, a value there means someone
+        asked for the task to be looked at again (`make_due`), which the hand-back keeps.
         """
         lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
         cond = [
@@ -55,7 +60,9 @@ class Leases:
             cond += [tasks.c.upstream_id.is_(None), sa.not_(must_end)]
         elif submit is False:
             cond.append(sa.or_(tasks.c.upstream_id.is_not(None), must_end))
-        due = sa.select(tasks.c.id).where(*cond).order_by(tasks.c.next_poll_at).limit(limit)
+        # NULL: a lease ran out before its step handed the task back; the most overdue
+        due = (sa.select(tasks.c.id).where(*cond)
+               .order_by(tasks.c.next_poll_at.asc().nulls_first()).limit(limit))
         async with self.engine.begin() as conn:
             ids = [r[0] for r in (await conn.execute(due)).all()]
             if not ids:
@@ -63,7 +70,7 @@ class Leases:
             await conn.execute(
                 tasks.update()
                 .where(tasks.c.id.in_(ids), tasks.c.status.in_(ACTIVE), lease_free)
-                .values(lease_owner=worker, lease_until=lease_until,
+                .values(lease_owner=worker, lease_until=lease_until, next_poll_at=None,
                         attempts=tasks.c.attempts + 1)
             )
             rows = (await conn.execute(
@@ -104,12 +111,18 @@ class Leases:
     async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
         """Hand back many held tasks in one transaction: each gets its next poll time, status
         and progress (never lower than stored); tasks whose lease was lost are untouched."""
+        next_poll_at = sa.bindparam("b_next", type_=sa.Float)
         stmt = (
             tasks.update()
             .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == worker)
             .values(
                 lease_owner=None, lease_until=None,
-                next_poll_at=sa.bindparam("b_next"),
+                # a `make_due` during the step (a provider callback, a cancel) wins over
+                # the step's own later time
+                next_poll_at=sa.case(
+                    (sa.and_(tasks.c.next_poll_at.is_not(None),
+                             tasks.c.next_poll_at < next_poll_at), tasks.c.next_poll_at),
+                    else_=next_poll_at),
                 status=sa.bindparam("b_status"),
                 status_updated_at=sa.bindparam("b_updated"),
                 progress=lifecycle.progress_at_least(tasks.c.progress,
@@ -135,6 +148,24 @@ class Leases:
                 .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
                 .values(lease_owner=None, lease_until=None, next_poll_at=now)
             )
+
+    async def make_due(self, task_id: str, channel: str) -> bool:
+        """Ask for `task_id` to be looked at before anything else (a verified provider
+        callback), if it is still unfinished and bound to `channel` (or still being
+        submitted, when a fast provider calls back before the binding is written).
+
+        Its due time becomes the earliest there is, so it is claimed ahead of the routine
+        fallback polls of thousands of other tasks (which may be overdue when the engine is
+        busy). Whoever holds its lease keeps it; the hand-back then keeps this time
+        (`release_many`). False when nothing fits."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE),
+                       sa.or_(tasks.c.backend == channel, tasks.c.backend.is_(None)))
+                .values(next_poll_at=CALLED_BACK)
+            )
+        return result.rowcount > 0
 
     async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
         """Write fields of a task this worker holds; False when the lease was lost."""

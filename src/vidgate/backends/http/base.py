@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ...channels import ChannelConfig
 from ...images import data_url
-from ..base import Job, ResultFiles, ResultUnavailable, TransientError
+from ..base import (
+    CallbackRefused,
+    Job,
+    PollResult,
+    ResultFiles,
+    ResultUnavailable,
+    TransientError,
+)
 from .client import ChannelClient
 from .credentials import Credentials, bearer
 
@@ -24,6 +32,7 @@ class HttpBackend:
 
     sticky = False
     supports_remix = False
+    supports_callbacks = False  # kinds that take provider callbacks say so (base.CallbackKind)
 
     def free_slots(self) -> int | None:
         return None  # an upstream queues for itself; channel caps come from max_in_flight
@@ -71,6 +80,13 @@ class HttpBackend:
         except TransientError:
             return None
         return dest
+
+    async def verify_callback(self, headers: Mapping[str, str], body: bytes,
+                              now: float) -> str | None:
+        raise CallbackRefused("this channel's kind takes no callbacks", status=404)
+
+    def read_callback(self, body: bytes) -> PollResult:
+        raise CallbackRefused("this channel's kind takes no callbacks", status=404)
 
     async def close(self) -> None:
         await self.client.close()

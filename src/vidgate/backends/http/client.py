@@ -143,6 +143,18 @@ class ChannelClient:
                 self.config.name, method.upper())
         child.observe(seconds)
 
+    async def get_json(self, url: str, limit: int = 256 * 1024) -> Any:
+        """A small public JSON document at a URL the operator configured (a provider's
+        published keys): fetched without the channel's key, which it does not need."""
+        try:
+            async with self._http().get(url, allow_redirects=False) as response:
+                body = await response.content.read(limit + 1)
+                if response.status != 200 or len(body) > limit:
+                    raise TransientError(f"GET {url} answered HTTP {response.status}")
+                return orjson.loads(body)
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise TransientError(f"GET {url} failed: {type(exc).__name__}") from exc
+
     async def download(self, url: str, dest: Path) -> int:
         """Stream `url` into `dest` without holding it in memory; returns the byte count.
 
