@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import account, admin, families, files, models, videos
+from .api import account, admin, derived, families, files, models, videos
 from .api import errors as api_errors
 from .api.hot_routes import HotRoutes
 from .api.key_cache import KeyCache
@@ -21,7 +21,9 @@ from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
 from .channels import ChannelConfig, GatewayConfig, default_channels, load_config
+from .characters import CharacterService
 from .config import Settings, load_settings
+from .derived import DerivedVideos
 from .engine.janitor import Janitor
 from .engine.router import Router
 from .engine.scheduler import Engine
@@ -100,7 +102,8 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
         )
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
-                        db.keys, janitor, KeyCache(settings.key_cache_seconds))
+                        db.keys, janitor, KeyCache(settings.key_cache_seconds),
+                        DerivedVideos(service), CharacterService(db.characters, blobs, router))
     return services, backends
 
 
@@ -166,6 +169,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api.state.services = services
     api_errors.install(api)
     api.include_router(families.router)
+    api.include_router(derived.router)
     api.include_router(videos.router)
     api.include_router(files.router)
     api.include_router(account.router)

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..domain import ApiKey, Task
+from .characters import Characters
 from .keys import Keys
 from .leases import Leases
 from .sqlite_compiled import JSON_DESERIALIZER
@@ -54,6 +55,7 @@ class Database:
         self.keys = Keys(self.engine, self._rows)
         self.tasks = Tasks(self.engine, self._rows, self._writer)
         self.leases = Leases(self.engine, charge_overage=charge_overage)
+        self.characters = Characters(self.engine)
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -24,6 +24,7 @@ class HttpBackend:
 
     sticky = False
     supports_remix = False
+    operations: frozenset[str] = frozenset()
 
     def free_slots(self) -> int | None:
         return None  # an upstream queues for itself; channel caps come from max_in_flight
