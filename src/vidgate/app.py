@@ -103,7 +103,8 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     janitor = Janitor(db, blobs) if settings.run_engine else None
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
                         db.keys, janitor, KeyCache(settings.key_cache_seconds),
-                        DerivedVideos(service), CharacterService(db.characters, blobs, router))
+                        DerivedVideos(service, router),
+                        CharacterService(db.characters, blobs, router))
     return services, backends
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .catalog import RawVideoRequest
-from .domain import EDIT, EXTEND, Task
+from .domain import EDIT, EXTEND, Task, added_seconds
+from .engine.router import Router
 from .errors import ApiError, invalid
 from .media.files import SOURCE_NAME
 from .media.probe import MediaInfo, probe
@@ -63,8 +64,9 @@ def probe_bytes(data: bytes) -> MediaInfo:
 
 
 class DerivedVideos:
-    def __init__(self, service: TaskService) -> None:
+    def __init__(self, service: TaskService, router: Router) -> None:
         self.service = service
+        self.router = router
         self.blobs = service.blobs
         self.catalog = service.catalog
 
@@ -85,7 +87,8 @@ class DerivedVideos:
         source = await self.source(owner_id, ref)
         request = self._request(source, prompt)
         request = dataclasses.replace(request, seconds=max(1, round(source.info.duration)))
-        return await self._insert(owner_id, EDIT, source, request, idempotency_key)
+        return await self._insert(owner_id, EDIT, source, request, idempotency_key,
+                                  check=EDIT)
 
     async def extend(self, owner_id: str, ref: str | bytes, prompt: object, seconds: object,
                      *, idempotency_key: str | None = None) -> Task:
@@ -96,19 +99,28 @@ class DerivedVideos:
         total = _whole_seconds(seconds)
         have = source.info.duration
         longest = max(self.catalog.get(request.model).seconds)
-        if total is None or not have < total <= longest or total - round(have) < 1:
+        if total is None or not have < total <= longest or added_seconds(total, have) < 1:
             raise invalid(
                 f"'seconds' is the total length of the extended video: a whole number above "
                 f"the source's {have:.1f} s and at most {longest} for {request.model}.",
                 param="seconds", code="invalid_duration")
         request = dataclasses.replace(request, seconds=total)
-        return await self._insert(owner_id, EXTEND, source, request, idempotency_key)
+        continued = dataclasses.replace(request, seconds=added_seconds(total, have))
+        if source.task and not self.router.can_route(request, False, EXTEND) \
+                and self.router.can_continue(source.task.backend, continued):
+            operation = None  # the source's channel continues it (engine/step.py)
+        else:
+            operation = EXTEND
+        return await self._insert(owner_id, EXTEND, source, request, idempotency_key,
+                                  check=operation)
 
     def _request(self, source: Source, prompt: object):
         model = source.task.model if source.task else None
+        # a task keeps the size it was accepted at (an upstream may deliver another)
+        size = source.task.size if source.task else f"{source.info.width}x{source.info.height}"
         try:
-            return self.catalog.normalize(RawVideoRequest(
-                prompt=prompt, model=model, size=f"{source.info.width}x{source.info.height}"))
+            return self.catalog.normalize(RawVideoRequest(prompt=prompt, model=model,
+                                                          size=size))
         except ApiError as exc:
             if exc.param != "size":
                 raise
@@ -116,13 +128,15 @@ class DerivedVideos:
                           f"renders: {exc.message}", param="video") from exc
 
     async def _insert(self, owner_id: str, operation: str, source: Source, request,
-                      idempotency_key: str | None) -> Task:
+                      idempotency_key: str | None, check: str | None) -> Task:
+        """`check`: the operation some channel must perform natively (None: none needs to)."""
         service = self.service
         if idempotency_key:
             earlier = await service.tasks.find_by_idempotency_key(owner_id, idempotency_key)
             if earlier is not None:
                 return earlier
-        service.check_operation(request, operation)
+        if check is not None:
+            service.check_operation(request, check)
         origin = source.task
         params = {"source": {
             "operation": operation,

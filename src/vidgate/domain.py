@@ -28,6 +28,11 @@ EDIT = "edit"
 EXTEND = "extend"
 CHARACTERS = "characters"  # a prompt naming a character the key stored
 
+
+def added_seconds(total: int, source_seconds: float) -> int:
+    """What an extension to `total` seconds renders after its source."""
+    return total - round(source_seconds)
+
 VARIANTS = ("video", "thumbnail", "spritesheet")
 CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 

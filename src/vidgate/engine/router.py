@@ -103,6 +103,13 @@ class Router:
         reference image, when `image`; and `operation`, a domain.EDIT/EXTEND/CHARACTERS)."""
         return any(self._serves(ch, request, image, operation) for ch in self.channels.values())
 
+    def can_continue(self, channel: str | None, request: VideoRequest) -> bool:
+        """Whether `channel` (an extension's source's) can render its continuation: the
+        added seconds as image-to-video from the source's last frame. The way to extend
+        where no channel extends natively; vidgate joins the two."""
+        found = self.get(channel)
+        return found is not None and self._serves(found, request, image=True)
+
     def order(self, request: VideoRequest, *, only: str | None = None,
               image: bool = False, operation: str | None = None) -> list[Channel]:
         """Channels to try now, best first: highest priority, then weighted-random among

@@ -35,12 +35,15 @@ from ..domain import (
     CANCELLED,
     CHARACTERS,
     COMPLETED,
+    EXTEND,
     FAILED,
     TIMEOUT,
     UPSTREAM_ERROR,
     Task,
+    added_seconds,
 )
 from ..media.files import SOURCE_NAME
+from ..media.frames import last_frame_png
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from . import pacing
@@ -120,6 +123,8 @@ class Steps:
         hints: list[float] = []
         operation = (job.source.operation if job.source else
                      CHARACTERS if job.character else None)
+        if operation == EXTEND and not self.router.can_route(job.request, False, EXTEND):
+            job, only, operation = await self._continuation(job), job.source.channel, None
         for channel in self.router.order(job.request, only=only, image=job.reference is not None,
                                          operation=operation):
             if not self.router.reserve(channel):
@@ -232,14 +237,23 @@ class Steps:
             # needed to submit (and by an in-process backend that may have to start over)
             if task.reference_key:
                 reference = await self.blobs.get_bytes(task.reference_key)
-            source = await self._source(task, work_dir)
             character = await self._character(task, work_dir)
+        source = await self._source(task, work_dir)  # an extension's is joined at the end
         request = VideoRequest(
             model=task.model, prompt=task.prompt, width=task.width, height=task.height,
             seconds=task.seconds, metadata=task.params.get("metadata") or {}, seed=task.seed,
         )
         return Job(task.id, request, work_dir, reference, task.upstream_id, source=source,
                    character=character)
+
+    async def _continuation(self, job: Job) -> Job:
+        """An extension as image-to-video of the added seconds from the source's last frame
+        (for its source's channel); finalize.py joins the two."""
+        assert job.source is not None
+        frame = await asyncio.to_thread(last_frame_png, job.source.path)
+        seconds = added_seconds(job.request.seconds, job.source.seconds)
+        return dataclasses.replace(job, reference=frame,
+                                   request=dataclasses.replace(job.request, seconds=seconds))
 
     async def _source(self, task: Task, work_dir: Path) -> SourceVideo | None:
         given = task.params.get("source")

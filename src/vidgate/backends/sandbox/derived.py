@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 
+from ...domain import added_seconds
 from ...media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME, StrPath
 from ...media.frames import first_frame_png, last_frame_png
 from ...media.join import Mp4Writer, copy_media, join
@@ -67,7 +68,7 @@ def render_extension(spec: RenderSpec, source: StrPath, source_seconds: float,
     info = probe(source)
     more = dataclasses.replace(
         spec, width=info.width, height=info.height,
-        seconds=max(1, spec.seconds - round(source_seconds)),
+        seconds=max(1, added_seconds(spec.seconds, source_seconds)),
         fps=round(info.fps) or spec.fps, first_frame=last_frame_png(source))
     part = out / "continuation"
     render_sandbox(more, part, progress_path)  # reports 0..100 for the part that takes time
