@@ -46,7 +46,7 @@ class Finalizer:
         own copy without touching the winner's.
         """
         files = await backend.fetch(job)
-        source = job.source
+        source = getattr(job, "source", None)  # stand-in jobs (tests) may lack it
         if source is not None and source.operation == EXTEND \
                 and EXTEND not in getattr(backend, "operations", ()):
             # a continuation rendered by image-to-video: the result is source + it
