@@ -18,6 +18,7 @@ from .api import (
     admin,
     admin_views,
     callbacks,
+    derived,
     events,
     families,
     files,
@@ -36,7 +37,9 @@ from .backends.base import Backend
 from .backends.registry import make_backend
 from .catalog import Catalog
 from .channels import ChannelConfig, GatewayConfig, default_channels, load_config
+from .characters import CharacterService
 from .config import Settings, load_settings
+from .derived import DerivedVideos
 from .engine.callbacks import CallbackIntake, CallbackUrls
 from .engine.janitor import Janitor
 from .engine.router import Router
@@ -129,7 +132,9 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     scrape = Scrape(db, router.publish if engine else None)
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
                         db.keys, janitor, KeyCache(settings.key_cache_seconds), router,
-                        TaskWatch(service.get), readiness, scrape, intake)
+                        TaskWatch(service.get), readiness, scrape, intake,
+                        DerivedVideos(service, router),
+                        CharacterService(db.characters, blobs, router))
     return services, backends
 
 
@@ -198,6 +203,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
     api_errors.install(api)
     api.include_router(families.router)
     api.include_router(events.router)
+    api.include_router(derived.router)
     api.include_router(videos.router)
     api.include_router(files.router)
     api.include_router(account.router)

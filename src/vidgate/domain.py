@@ -23,6 +23,16 @@ CANCELLED = "cancelled"
 INVALID_IMAGE = "invalid_image"
 INTERNAL_ERROR = "internal_error"
 
+# Operations beyond a plain create that only some channels perform (backend `operations`).
+EDIT = "edit"
+EXTEND = "extend"
+CHARACTERS = "characters"  # a prompt naming a character the key stored
+
+
+def added_seconds(total: int, source_seconds: float) -> int:
+    """What an extension to `total` seconds renders after its source."""
+    return total - round(source_seconds)
+
 VARIANTS = ("video", "thumbnail", "spritesheet")
 CONTENT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from .api.key_cache import KeyCache
+from .characters import CharacterService
 from .config import Settings
+from .derived import DerivedVideos
 from .domain import Task
 from .engine.callbacks import CallbackIntake
 from .engine.janitor import Janitor
@@ -48,6 +50,8 @@ class Services:
     readiness: Readiness
     scrape: Scrape
     callbacks: CallbackIntake
+    derived: DerivedVideos
+    characters: CharacterService
 
     def links(self, task: Task, request: Request) -> AssetLinks:
         return self.links_at(task, str(request.base_url))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 
 import orjson
 
 from .catalog import Catalog, ImageInput, RawVideoRequest, VideoRequest
-from .domain import COMPLETED, QUEUED, VARIANTS, ApiKey, Task, new_task_id
+from .domain import CHARACTERS, COMPLETED, QUEUED, VARIANTS, ApiKey, Task, new_task_id
 from .errors import ApiError, expired, invalid, not_found
 from .images import ImagePolicy, load_reference
 from .observability import metrics, requestids
@@ -36,10 +37,11 @@ class TaskService:
         image_policy: ImagePolicy,
         deadline_seconds: int,
         on_created=None,
-        can_route: Callable[[VideoRequest, bool], bool] | None = None,
+        can_route: Callable[[VideoRequest, bool, str | None], bool] | None = None,
     ) -> None:
         self.keys = db.keys
         self.tasks = db.tasks
+        self.characters = db.characters
         self.blobs = blobs
         self.catalog = catalog
         self.image_policy = image_policy
@@ -47,7 +49,7 @@ class TaskService:
         self._on_created = on_created or (lambda: None)
         # Whether some configured channel could ever serve a request (the router's answer);
         # asked before a row is written, so an unservable request leaves nothing behind.
-        self._can_route = can_route or (lambda _request, _image: True)
+        self._can_route = can_route or (lambda _request, _image, _operation=None: True)
 
     async def create(
         self,
@@ -81,21 +83,40 @@ class TaskService:
         reference = None
         if raw.image is not None:
             reference = await load_reference(raw.image, self.image_policy)
-        return await self._insert(owner_id, request, family, idempotency_key, reference, None,
-                                  request_hash=fingerprint)
+        named = await self._characters_named(owner_id, request, raw.image is not None)
+        return await self.insert(owner_id, request, family, idempotency_key,
+                                 blobs={"reference": reference} if reference else None,
+                                 params={"characters": named} if named else None,
+                                 request_hash=fingerprint)
 
-    async def _insert(
+    async def _characters_named(self, owner_id: str, request: VideoRequest,
+                                image: bool) -> list[dict]:
+        """The key's characters the prompt names (whole words, any case), when some channel
+        that could serve the request takes characters; the engine routes by it."""
+        found = [
+            {"id": c.id, "name": c.name, "clip_key": c.clip_key, "upstreams": c.upstreams}
+            for c in await self.characters.of_owner(owner_id)
+            if re.search(rf"(?<!\w){re.escape(c.name)}(?!\w)", request.prompt, re.IGNORECASE)
+        ]
+        if found and self._can_route(request, image, CHARACTERS):
+            return found[:1]  # a create takes one character: the newest one named
+        return []
+
+    async def insert(
         self,
         owner_id: str,
         request: VideoRequest,
         family: str,
         idempotency_key: str | None,
-        reference: bytes | None,
-        remixed_from: str | None,
-        remix_of: dict | None = None,
         *,
+        blobs: dict[str, bytes] | None = None,
+        params: dict | None = None,
+        remixed_from: str | None = None,
         request_hash: str | None = None,
     ) -> Task:
+        """Insert a checked request as a queued task, with its hold; `blobs` (name -> bytes)
+        are stored under the task's prefix first (`reference` is the reference image), and
+        removed again when the insert does not happen."""
         account = await self.keys.get(owner_id)
         if account is None or not account.usable:  # revoked or removed since auth
             raise ApiError(401, "unauthorized", "Incorrect API key provided.")
@@ -104,6 +125,7 @@ class TaskService:
                            f"This API key is not allowed to use the model '{request.model}'.",
                            param="model")
         now = time.time()
+        params = _params(request.metadata, params, requestids.current())
         task = Task(
             id=new_task_id(),
             owner_id=owner_id,
@@ -119,27 +141,28 @@ class TaskService:
             created_at=int(now),
             status_updated_at=int(now),
             deadline_at=now + self.deadline_seconds,
-            params=_params(request.metadata, remix_of, requestids.current()),
+            params=params,
             idempotency_key=idempotency_key or None,
             request_hash=request_hash if idempotency_key else None,
             remixed_from=remixed_from,
             backend=None,  # the engine binds the task to a channel when one accepts it
             next_poll_at=now,
             # limited keys pay up front for the requested length; settled on delivery
-            hold_micro=0 if account.unlimited else self.catalog.price(request),
+            hold_micro=0 if account.unlimited else self.catalog.price(request, params),
         )
-        if reference is not None:
+        for name, data in (blobs or {}).items():
+            await self.blobs.put_bytes(f"tasks/{task.id}/{name}", data)
+        if blobs and "reference" in blobs:
             task.reference_key = f"tasks/{task.id}/reference"
-            await self.blobs.put_bytes(task.reference_key, reference)
         try:
             stored, created = await self.tasks.insert(
                 task, max_concurrent=account.max_concurrent
             )
         except (InsufficientBalance, ConcurrencyLimitReached) as exc:
-            if task.reference_key:
+            if blobs:
                 await self.blobs.delete_prefix(f"tasks/{task.id}")
             raise _account_error(exc, task.hold_micro, account) from exc
-        if not created and task.reference_key:
+        if not created and blobs:
             await self.blobs.delete_prefix(f"tasks/{task.id}")
         if created:
             metrics.tasks_created.labels(task.model, family).inc()
@@ -206,10 +229,22 @@ class TaskService:
         # remix by id use it); `remix_of` lets the source's channel remix its own video.
         remix_of = ({"channel": source.backend, "upstream_id": source.upstream_id}
                     if source.backend and source.upstream_id else None)
-        return await self._insert(
-            owner_id, request, source.family, idempotency_key, reference, source.id,
-            remix_of=remix_of, request_hash=fingerprint,
+        return await self.insert(
+            owner_id, request, source.family, idempotency_key,
+            blobs={"reference": reference} if reference else None,
+            params={"remix_of": remix_of} if remix_of else None, remixed_from=source.id,
+            request_hash=fingerprint,
         )
+
+    def check_operation(self, request: VideoRequest, operation: str) -> None:
+        """400 unless some channel serving the request can perform `operation` (edit,
+        extend) on it; nothing is written before this."""
+        self._check_route(request)
+        if not self._can_route(request, False, operation):
+            raise ApiError(
+                400, "unsupported_operation",
+                f"No channel configured for the model {request.model} can {operation} "
+                f"videos.", param="model")
 
     def _check_route(self, request: VideoRequest, image: bool = False,
                      image_param: str = "input_reference") -> None:
@@ -282,12 +317,10 @@ def _same_request(earlier: Task, fingerprint: str | None) -> Task:
     return earlier
 
 
-def _params(metadata: dict, remix_of: dict | None, request_id: str | None) -> dict:
+def _params(metadata: dict, extra: dict | None, request_id: str | None) -> dict:
     """The task's params column; `request_id` lets the engine log with the creating
     request's id (tasks are logged about long after the request ended)."""
-    params: dict = {"metadata": metadata}
-    if remix_of:
-        params["remix_of"] = remix_of
+    params: dict = {"metadata": metadata, **(extra or {})}
     if request_id:
         params["request_id"] = request_id
     return params

@@ -67,6 +67,26 @@ class UpstreamFailed(BackendError):
 
 
 @dataclass(frozen=True)
+class SourceVideo:
+    """The video an edit or an extension starts from (derived.py), on local disk."""
+
+    operation: str                      # domain.EDIT | domain.EXTEND
+    path: Path
+    seconds: float                      # its length, as probed
+    channel: str | None = None          # the channel that made it, when it is a task's
+    upstream_id: str | None = None      # its id on that channel
+
+
+@dataclass(frozen=True)
+class Character:
+    """A character the prompt names (store/characters.py), its clip on local disk."""
+
+    name: str
+    clip: Path
+    upstreams: dict[str, str]           # channel name -> the character's id there
+
+
+@dataclass(frozen=True)
 class Job:
     task_id: str
     request: VideoRequest
@@ -77,6 +97,8 @@ class Job:
     result_url: str | None = None       # where the last poll said the video is
     thumbnail_url: str | None = None    # the upstream's own thumbnail, if it gave one
     callback_url: str | None = None     # where the provider may call back (submit only)
+    source: SourceVideo | None = None   # an edit's or an extension's source
+    character: Character | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,9 @@ class Backend(Protocol):
     poll_interval: float
     # True when the backend can remix an upstream video by id (`Job.remix_of`).
     supports_remix: bool
+    # What it does beyond a plain create: domain.EDIT, EXTEND, CHARACTERS (the router
+    # sends such jobs only to backends that list them).
+    operations: frozenset[str]
 
     def free_slots(self) -> int | None:
         """Jobs this process could start right now; None when the limit is elsewhere (an

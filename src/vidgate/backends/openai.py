@@ -4,20 +4,27 @@ open-model servers SGLang Diffusion, vLLM-Omni and FastVideo."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
+from ..domain import CHARACTERS, EDIT, EXTEND
 from ..images import sniff_image
-from .base import Job, PollResult, ResultFiles, TransientError
+from .base import Job, PollResult, ResultFiles, SourceVideo, TransientError
 from .http.answers import check_poll, check_submit, read_status, upstream_id
 from .http.base import HttpBackend
 
 
 class OpenAIBackend(HttpBackend):
     supports_remix = True
+    # Characters travel by name in the prompt: each was created on this channel too
+    # (create_character), under the same key.
+    operations = frozenset({EDIT, EXTEND, CHARACTERS})
 
     async def submit(self, job: Job) -> str:
         req = job.request
         headers = {"Idempotency-Key": job.task_id}
+        if job.source is not None:
+            return await self._submit_derived(job, job.source, headers)
         if job.remix_of:
             response = await self.client.request(
                 "POST", f"/videos/{quote(job.remix_of, safe='')}/remix", submit=True,
@@ -36,6 +43,34 @@ class OpenAIBackend(HttpBackend):
             parts.append(("input_reference", (f"reference.{ext}", job.reference, media_type)))
         response = await self.client.request("POST", "/videos", submit=True, files=parts,
                                              headers=headers)
+        return upstream_id(check_submit(response), "id")
+
+    async def _submit_derived(self, job: Job, source: SourceVideo,
+                              headers: dict[str, str]) -> str:
+        """`/videos/edits` or `/videos/extensions` (`seconds`: the total). The source goes
+        by id when this channel made it, else as the file part `video`, as the SDK sends."""
+        path = "/videos/edits" if source.operation == EDIT else "/videos/extensions"
+        fields = {"prompt": job.request.prompt}
+        if source.operation == EXTEND:
+            fields["seconds"] = str(job.request.seconds)
+        if source.channel == self.name and source.upstream_id:
+            response = await self.client.request(
+                "POST", path, submit=True, headers=headers,
+                json={**fields, "video": {"id": source.upstream_id}})
+        else:
+            parts: list[tuple[str, tuple]] = [(k, (None, v.encode())) for k, v in
+                                               fields.items()]
+            parts.append(("video", ("source.mp4", source.path.read_bytes(), "video/mp4")))
+            response = await self.client.request("POST", path, submit=True, files=parts,
+                                                 headers=headers)
+        return upstream_id(check_submit(response), "id")
+
+    async def create_character(self, name: str, clip: Path) -> str:
+        """`POST /videos/characters` (multipart `name`, `video`); the upstream's id."""
+        parts = [("name", (None, name.encode())),
+                 ("video", ("character.mp4", clip.read_bytes(), "video/mp4"))]
+        response = await self.client.request("POST", "/videos/characters", submit=True,
+                                             files=parts)
         return upstream_id(check_submit(response), "id")
 
     async def poll(self, job: Job) -> PollResult:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ApiError
 from .models import DEFAULT_MODELS, Model
-from .prices import billable_seconds
+from .prices import billable_seconds, charged_seconds
 from .requests import RawVideoRequest, VideoRequest, normalize
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ class Catalog:
             return True
         return any(self.canonical(entry) == model for entry in allowed)
 
-    def price(self, request: VideoRequest) -> int:
+    def price(self, request: VideoRequest, params: dict | None = None) -> int:
         """What the requested length costs, in micro-USD (the hold on a limited key)."""
         return self.delivered_price(request.model, request.width, request.height,
-                                    request.seconds)
+                                    charged_seconds(params or {}, request.seconds))
 
     def delivered_price(self, model: str, width: int, height: int, seconds: float) -> int:
         """What a delivered video costs: whole seconds, rounded to nearest, at least one."""
@@ -77,7 +77,8 @@ class Catalog:
         changed while it ran) is charged its hold, the price it was accepted at."""
         if task.model not in self.models:
             return task.hold_micro
-        return self.delivered_price(task.model, task.width, task.height, seconds)
+        return self.delivered_price(task.model, task.width, task.height,
+                                    charged_seconds(task.params, seconds))
 
     def normalize(self, raw: RawVideoRequest, *, default_size: str = "1280x720",
                   model_not_found_status: int = 400) -> VideoRequest:

@@ -43,3 +43,12 @@ def per_second(tiers: tuple[PriceTier, ...], width: int, height: int) -> int:
 def billable_seconds(seconds: float) -> int:
     """Whole seconds, rounded to nearest, at least one: what a delivered video is billed for."""
     return max(1, round(seconds))
+
+
+def charged_seconds(params: dict, seconds: float) -> float:
+    """The seconds a task pays for out of `seconds` (its requested or delivered length): an
+    extension pays only for what it added to its source (params["source"], derived.py)."""
+    source = params.get("source") or {}
+    if source.get("operation") == "extend":
+        return seconds - float(source.get("seconds") or 0)
+    return seconds

@@ -11,9 +11,10 @@ from pathlib import Path
 from PIL import Image
 
 from ..backends.base import Backend, Job, ResultFiles, ResultUnavailable
-from ..domain import COMPLETED, Task
+from ..domain import COMPLETED, EXTEND, Task
 from ..lifecycle import COMPLETED_PROGRESS
 from ..media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
+from ..media.join import join
 from ..media.previews import make_previews
 from ..media.probe import probe
 from ..observability import metrics
@@ -46,6 +47,13 @@ class Finalizer:
         own copy without touching the winner's.
         """
         files = await backend.fetch(job)
+        source = getattr(job, "source", None)  # stand-in jobs (tests) may lack it
+        if source is not None and source.operation == EXTEND \
+                and EXTEND not in getattr(backend, "operations", ()):
+            # a continuation rendered by image-to-video: the result is source + it
+            joined = job.work_dir / "joined.mp4"
+            await asyncio.to_thread(_join_checked, source.path, files.video, joined)
+            files = ResultFiles(video=joined)
         try:
             info = await asyncio.to_thread(probe, files.video)
         except ValueError as exc:  # an error page or a truncated file, not a video
@@ -77,6 +85,13 @@ class Finalizer:
             log.warning("task %s was finished elsewhere; dropping this copy", task.id)
             await self.blobs.delete_prefix(prefix)
         return won
+
+
+def _join_checked(first: Path, second: Path, out: Path) -> None:
+    try:
+        join(first, second, out)
+    except ValueError as exc:  # the upstream's part is not a readable video
+        raise ResultUnavailable(f"the continuation is not a readable video ({exc})") from exc
 
 
 def _with_previews(files: ResultFiles, work_dir: Path) -> ResultFiles:

@@ -104,19 +104,27 @@ class Router:
     def get(self, name: str | None) -> Channel | None:
         return self.channels.get(name) if name else None
 
-    def can_route(self, request: VideoRequest, image: bool = False) -> bool:
+    def can_route(self, request: VideoRequest, image: bool = False,
+                  operation: str | None = None) -> bool:
         """Whether any configured channel could ever take this model, size and length (and
-        reference image, when `image`)."""
-        return any(self._serves(ch, request, image) for ch in self.channels.values())
+        reference image, when `image`; and `operation`, a domain.EDIT/EXTEND/CHARACTERS)."""
+        return any(self._serves(ch, request, image, operation) for ch in self.channels.values())
+
+    def can_continue(self, channel: str | None, request: VideoRequest) -> bool:
+        """Whether `channel` (an extension's source's) can render its continuation: the
+        added seconds as image-to-video from the source's last frame. The way to extend
+        where no channel extends natively; vidgate joins the two."""
+        found = self.get(channel)
+        return found is not None and self._serves(found, request, image=True)
 
     def order(self, request: VideoRequest, *, only: str | None = None,
-              image: bool = False) -> list[Channel]:
+              image: bool = False, operation: str | None = None) -> list[Channel]:
         """Channels to try now, best first: highest priority, then weighted-random among
         equals; channels that are full or whose circuit is open are left out."""
         now = time.time()
         eligible = [
             ch for ch in self.channels.values()
-            if (only is None or ch.name == only) and self._serves(ch, request, image)
+            if (only is None or ch.name == only) and self._serves(ch, request, image, operation)
             and ch.has_room() and ch.breaker.available(now)
         ]
         # Efraimidis-Spirakis: sorting by u^(1/w) is a weighted shuffle without replacement.
@@ -124,8 +132,10 @@ class Router:
                           if ch.config.weight > 0 else 0.0) for ch in eligible}
         return sorted(eligible, key=lambda ch: (-ch.config.priority, -keys[ch.name]))
 
-    def _serves(self, ch: Channel, request: VideoRequest, image: bool = False) -> bool:
-        return ch.config.serves(request.model, request.size, request.seconds, image)
+    def _serves(self, ch: Channel, request: VideoRequest, image: bool = False,
+                operation: str | None = None) -> bool:
+        return (ch.config.serves(request.model, request.size, request.seconds, image)
+                and (operation is None or operation in getattr(ch.backend, "operations", ())))
 
     # ---- bookkeeping around one submit ------------------------------------------------
 

@@ -21,9 +21,11 @@ from pathlib import Path
 from .. import lifecycle
 from ..backends.base import (
     UNKNOWN,
+    Character,
     Job,
     PollResult,
     ResultUnavailable,
+    SourceVideo,
     SubmitRefused,
     TransientError,
     UpstreamFailed,
@@ -31,12 +33,17 @@ from ..backends.base import (
 from ..catalog import VideoRequest
 from ..domain import (
     CANCELLED,
+    CHARACTERS,
     COMPLETED,
+    EXTEND,
     FAILED,
     TIMEOUT,
     UPSTREAM_ERROR,
     Task,
+    added_seconds,
 )
+from ..media.files import SOURCE_NAME
+from ..media.frames import last_frame_png
 from ..observability import metrics, requestids
 from ..store.blobs import BlobStore
 from ..store.database import Database
@@ -123,7 +130,12 @@ class Steps:
             only = source.name
             job = dataclasses.replace(job, remix_of=remix["upstream_id"])
         hints: list[float] = []
-        for channel in self.router.order(job.request, only=only, image=job.reference is not None):
+        operation = (job.source.operation if job.source else
+                     CHARACTERS if job.character else None)
+        if operation == EXTEND and not self.router.can_route(job.request, False, EXTEND):
+            job, only, operation = await self._continuation(job), job.source.channel, None
+        for channel in self.router.order(job.request, only=only, image=job.reference is not None,
+                                         operation=operation):
             if not self.router.reserve(channel):
                 continue
             offer = dataclasses.replace(job, callback_url=self.callbacks.url_for(channel,
@@ -251,15 +263,51 @@ class Steps:
             await self._release(task, self._poll_delay(task, channel, exc.retry_after))
 
     async def _job(self, task: Task) -> Job:
-        reference = None
-        if task.reference_key and (task.upstream_id is None or self._is_sticky(task)):
+        reference = source = character = None
+        work_dir = self.work_dir / task.id
+        if task.upstream_id is None or self._is_sticky(task):
             # needed to submit (and by an in-process backend that may have to start over)
-            reference = await self.blobs.get_bytes(task.reference_key)
+            if task.reference_key:
+                reference = await self.blobs.get_bytes(task.reference_key)
+            character = await self._character(task, work_dir)
+        source = await self._source(task, work_dir)  # an extension's is joined at the end
         request = VideoRequest(
             model=task.model, prompt=task.prompt, width=task.width, height=task.height,
             seconds=task.seconds, metadata=task.params.get("metadata") or {}, seed=task.seed,
         )
-        return Job(task.id, request, self.work_dir / task.id, reference, task.upstream_id)
+        return Job(task.id, request, work_dir, reference, task.upstream_id, source=source,
+                   character=character)
+
+    async def _continuation(self, job: Job) -> Job:
+        """An extension as image-to-video of the added seconds from the source's last frame
+        (for its source's channel); finalize.py joins the two."""
+        assert job.source is not None
+        frame = await asyncio.to_thread(last_frame_png, job.source.path)
+        seconds = added_seconds(job.request.seconds, job.source.seconds)
+        return dataclasses.replace(job, reference=frame,
+                                   request=dataclasses.replace(job.request, seconds=seconds))
+
+    async def _source(self, task: Task, work_dir: Path) -> SourceVideo | None:
+        given = task.params.get("source")
+        if not given:
+            return None
+        path = await self._local_copy(f"tasks/{task.id}/{SOURCE_NAME}", work_dir / SOURCE_NAME)
+        return SourceVideo(given["operation"], path, float(given["seconds"]),
+                           given.get("channel"), given.get("upstream_id"))
+
+    async def _character(self, task: Task, work_dir: Path) -> Character | None:
+        named = task.params.get("characters") or []
+        if not named:
+            return None
+        path = await self._local_copy(named[0]["clip_key"], work_dir / "character.mp4")
+        return Character(named[0]["name"], path, dict(named[0].get("upstreams") or {}))
+
+    async def _local_copy(self, key: str, path: Path) -> Path:
+        if not path.is_file():
+            data = await self.blobs.get_bytes(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(path.write_bytes, data)
+        return path
 
     def _note_progress(self, task: Task, result: PollResult) -> dict:
         """Apply a poll's status and progress to `task` (by the lifecycle's rules); returns

@@ -13,6 +13,7 @@ from typing import BinaryIO
 VIDEO_NAME = "video.mp4"
 THUMBNAIL_NAME = "thumbnail.webp"
 SPRITESHEET_NAME = "spritesheet.jpg"
+SOURCE_NAME = "source.mp4"  # an edit's or an extension's source, beside its task
 
 StrPath = str | os.PathLike[str]
 

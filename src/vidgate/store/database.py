@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..domain import ApiKey, Task
+from .characters import Characters
 from .keys import Keys
 from .leases import Leases
 from .sqlite_compiled import JSON_DESERIALIZER
@@ -59,6 +60,7 @@ class Database:
         self.keys = Keys(self.engine, self._rows)
         self.tasks = Tasks(self.engine, self._rows, self._writer)
         self.leases = Leases(self.engine, charge_overage=charge_overage)
+        self.characters = Characters(self.engine)
 
     async def close(self) -> None:
         if self._writer is not None:

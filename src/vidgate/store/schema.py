@@ -122,3 +122,17 @@ webhook_outbox = sa.Table(
     sa.UniqueConstraint("task_id", "type", name="uq_webhook_task_type"),
     sa.Index("ix_webhook_due", "delivered_at", "next_attempt_at"),
 )
+
+# Characters (migration 0004): a short clip a key stored to appear in its videos. `upstreams`
+# maps a channel name to the id the channel gave the same clip (forwarded at creation).
+characters = sa.Table(
+    "characters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner_id", sa.String(40), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("clip_key", sa.String(255), nullable=False),
+    sa.Column("upstreams", sa.JSON, nullable=False),
+    sa.Index("ix_characters_owner_name", "owner_id", "name"),
+)

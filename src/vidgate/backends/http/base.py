@@ -33,6 +33,7 @@ class HttpBackend:
     sticky = False
     supports_remix = False
     supports_callbacks = False  # kinds that take provider callbacks say so (base.CallbackKind)
+    operations: frozenset[str] = frozenset()
 
     def free_slots(self) -> int | None:
         return None  # an upstream queues for itself; channel caps come from max_in_flight

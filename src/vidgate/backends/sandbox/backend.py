@@ -13,9 +13,20 @@ from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from ...domain import COMPLETED, FAILED, IN_PROGRESS, INTERNAL_ERROR, INVALID_IMAGE, QUEUED
+from ...domain import (
+    CHARACTERS,
+    COMPLETED,
+    EDIT,
+    EXTEND,
+    FAILED,
+    IN_PROGRESS,
+    INTERNAL_ERROR,
+    INVALID_IMAGE,
+    QUEUED,
+)
 from ...media.files import SPRITESHEET_NAME, THUMBNAIL_NAME, VIDEO_NAME
 from ..base import Job, PollResult, ResultFiles
+from .derived import render_edit, render_extension, render_with_character
 from .progress import read_progress
 from .render import render_sandbox
 from .spec import RenderSpec
@@ -25,6 +36,7 @@ class SandboxBackend:
     name = "sandbox"
     sticky = True
     supports_remix = False  # a remix renders anew from the source's thumbnail
+    operations = frozenset({EDIT, EXTEND, CHARACTERS})
 
     def __init__(self, workers: int = 1, fps: int = 24, poll_interval: float = 0.25) -> None:
         self.fps = fps
@@ -75,9 +87,18 @@ class SandboxBackend:
         )
         out = self._out_dir(job)
         out.mkdir(parents=True, exist_ok=True)
-        self._renders[job.task_id] = self._executor().submit(
-            render_sandbox, spec, str(out), str(out / "progress")
-        )
+        progress = str(out / "progress")
+        source, character = job.source, job.character
+        if source is not None and source.operation == EDIT:
+            call = (render_edit, spec, str(source.path), str(out), progress)
+        elif source is not None and source.operation == EXTEND:
+            call = (render_extension, spec, str(source.path), source.seconds, str(out),
+                    progress)
+        elif character is not None:
+            call = (render_with_character, spec, str(character.clip), str(out), progress)
+        else:
+            call = (render_sandbox, spec, str(out), progress)
+        self._renders[job.task_id] = self._executor().submit(*call)
 
     async def poll(self, job: Job) -> PollResult:
         self._admit()

@@ -1,0 +1,43 @@
+"""Character rows: insert, read by id for its owner, and the owner's characters by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .schema import characters
+
+
+@dataclass
+class Character:
+    id: str
+    owner_id: str
+    name: str
+    created_at: int
+    clip_key: str
+    upstreams: dict[str, str] = field(default_factory=dict)  # channel name -> upstream id
+
+
+class Characters:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def insert(self, character: Character) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(characters.insert().values(**character.__dict__))
+
+    async def get(self, character_id: str, owner_id: str) -> Character | None:
+        query = sa.select(characters).where(characters.c.id == character_id,
+                                            characters.c.owner_id == owner_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return Character(**row._mapping) if row else None
+
+    async def of_owner(self, owner_id: str) -> list[Character]:
+        """Newest first, so a name used twice resolves to the latest clip."""
+        query = (sa.select(characters).where(characters.c.owner_id == owner_id)
+                 .order_by(characters.c.created_at.desc(), characters.c.id))
+        async with self.engine.connect() as conn:
+            return [Character(**r._mapping) for r in (await conn.execute(query)).all()]
