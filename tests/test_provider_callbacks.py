@@ -381,3 +381,37 @@ async def test_a_called_back_task_is_claimed_before_overdue_routine_polls(
         assert await leases.make_due(ids[2], "sandbox")
         [first] = await leases.claim_due("w2", time.time(), time.time() + 30, 1)
         assert first.id == ids[2]
+
+
+async def test_kling_pushes_the_task_and_it_completes_without_a_poll(
+        tmp_path, database_url, tmp_path_factory):
+    """Kling POSTs the ended task to `callback_url`; it signs nothing, so vidgate's signed
+    per-task URL is what lets it in, and the engine finishes the task at once."""
+    from fakes.kling import ACCESS as KLING_ACCESS
+    from fakes.kling import SECRET as KLING_SECRET
+    from fakes.kling import KlingWorld, kling_channel
+    from fakes.sized import SizedVideos
+
+    world = KlingWorld(SizedVideos(tmp_path_factory.mktemp("kling-cb")), KLING_ACCESS,
+                       KLING_SECRET)
+    try:
+        fake = world.add()
+        channel = kling_channel(fake, callback_poll_seconds=SLOW)
+        async with served(tmp_path, database_url, [channel]) as gw:
+            video = await gw.create(prompt="a kite", size="1280x720", seconds="5")
+            started = time.monotonic()
+            done = await finish(gw, video["id"], timeout=30)
+            took = time.monotonic() - started
+            sent = fake.creates[0]["callback_url"]
+            # a push to another task's URL (its signature no longer matches) is refused
+            forged = sent.replace(video["id"], "video_" + "0" * 32)
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(forged, content=b"{}")).status_code == 403
+        assert done["status"] == "completed", done
+        assert took < SLOW / 10  # the fallback poll would have come after 600 s
+        assert urlsplit(sent).path == f"/callbacks/kling/{video['id']}"
+        assert parse_qs(urlsplit(sent).query)["sig"] == [
+            callback_signature(b"test-secret", "kling", video["id"])]
+        assert fake.deliveries.statuses() == [200]
+    finally:
+        world.close()

@@ -282,8 +282,8 @@ async def test_callback_url_reaches_kling_when_given(tmp_path, world):
     try:
         job = Job("video_" + secrets.token_hex(8),
                   VideoRequest(model="sora-2", prompt="hook", width=1280, height=720,
-                               seconds=10), tmp_path)
-        upstream = await backend.submit(job, callback_url="https://vidgate.example/cb/x")
+                               seconds=10), tmp_path, callback_url="https://vidgate.example/cb/x")
+        upstream = await backend.submit(job)
     finally:
         await backend.close()
     assert upstream.startswith("text2video:")

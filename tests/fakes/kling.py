@@ -26,6 +26,7 @@ Prompt tags: [moderation] refused at create with 1301; [fail] the task fails;
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -46,6 +47,7 @@ from starlette.routing import Route
 
 from vidgate.channels import ChannelConfig
 
+from .callbacks import Deliveries
 from .faults import FaultMiddleware, Faults
 from .gateway import FAST
 from .serving import ServerThread
@@ -93,6 +95,7 @@ class FakeKling:
         self.creates: list[dict] = []        # accepted create bodies, the image as its size
         self.claims: list[dict] = []         # the verified payload of every accepted token
         self.rejected: list[tuple[int, str]] = []  # (Kling code, path) of every 401
+        self.deliveries = Deliveries()  # the callbacks it pushed, with vidgate's answers
         self.origin = ""
         self._ids = itertools.count(860_000_000_000_000_001)
         self._lock = threading.Lock()
@@ -157,6 +160,8 @@ class FakeKling:
             self.tasks[task.id] = task
             self.creates.append({**body, "image": (body.get("image") and
                                                    self._image_size(body["image"]))})
+        if isinstance(body.get("callback_url"), str):
+            asyncio.get_running_loop().create_task(self._push(task, body["callback_url"]))
         return _answer({"task_id": task.id, "task_status": "submitted",
                         "task_info": {}, "created_at": task.created_ms,
                         "updated_at": task.created_ms})
@@ -195,6 +200,15 @@ class FakeKling:
                 return img.size
         except (binascii.Error, ValueError, OSError):
             return None
+
+    async def _push(self, task: KlingTask, url: str) -> None:
+        """When the task ends (succeed or failed), POST it to `callback_url`; the body is
+        the task as a query's `data` carries it (third-party accounts of Kling's callback:
+        "Kling POSTs the full result"; Kling documents no signature)."""
+        while self.state(task) in ("submitted", "processing"):
+            await asyncio.sleep(0.02)
+        data = await asyncio.to_thread(self.task_data, task)
+        await self.deliveries.post(url, {}, orjson.dumps(data))
 
     def state(self, task: KlingTask) -> str:
         elapsed = time.monotonic() - task.created
