@@ -1,11 +1,13 @@
 """The web UI in a real browser (Playwright driving Debian's chromium) against a live server:
 generate from the playground with progress over SSE, play, delete; the dashboard's usage.
-Screenshots go to docs/screenshots/ (desktop and phone width)."""
+Screenshots go to docs/screenshots/ (desktop and phone width) with
+VIDGATE_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,11 @@ import pytest
 from support import fresh_database_url, server_env, start_server, wait_for
 
 CHROMIUM = os.environ.get("VIDGATE_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The docs' screenshots are refreshed only when asked (VIDGATE_UPDATE_SCREENSHOTS=1), so a
+# test run leaves the checkout as it found it; otherwise they go to a scratch folder.
+SHOTS = (Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+         if os.environ.get("VIDGATE_UPDATE_SCREENSHOTS") == "1"
+         else Path(tempfile.mkdtemp(prefix="vidgate-shots-")))
 ADMIN_TOKEN = "admin-secret"
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
