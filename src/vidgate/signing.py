@@ -23,7 +23,9 @@ def signature(secret: bytes, task_id: str, variant: str, exp: int) -> str:
 def verify(secret: bytes, task_id: str, variant: str, exp: int, sig: str, now: float) -> bool:
     if exp <= now:
         return False
-    return hmac.compare_digest(signature(secret, task_id, variant, exp), sig)
+    # as bytes: compare_digest refuses str with non-ASCII characters (a client's sig may have)
+    return hmac.compare_digest(signature(secret, task_id, variant, exp).encode(),
+                               sig.encode("utf-8", "replace"))
 
 
 def callback_signature(secret: bytes, channel: str, task_id: str) -> str:

@@ -56,7 +56,7 @@ class CallbackUrls:
 
     def signed(self, channel: str, task_id: str, sig: str) -> bool:
         expected = callback_signature(self.secret, channel, task_id)
-        return hmac.compare_digest(expected, sig)
+        return hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace"))
 
 
 @dataclass(frozen=True)
