@@ -9,15 +9,16 @@ import os
 import pytest
 from PIL import Image
 
-from fakes.clips import Clips
 from fakes.fal import FakeFal
 from fakes.gateway import FAST, gateway
+from fakes.provider_fixtures import clips_fixture
+from fakes.provider_fixtures import finish as finished
+from fakes.provider_fixtures import stored_info as stored
 from fakes.serving import ServerThread
 from fakes.upstream import FileHost
 from support import await_for
 from vidgate.backends.fal import FalBackend, fal_error, read_status
 from vidgate.channels import ChannelConfig
-from vidgate.media import probe as media
 
 KEY = "fal-test-key"
 VEO = {"models": {"sora-2": "fal-ai/veo3"},
@@ -26,10 +27,7 @@ KLING = {"models": {"sora-2": "fal-ai/kling-video/v2.1/master/text-to-video"},
          "image_to_video_models": {"sora-2": "fal-ai/kling-video/v2.1/master/image-to-video"},
          "sizes": ["1920x1080", "1080x1920", "1080x1080"], "seconds": [5, 10]}
 
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory) -> Clips:
-    return Clips(tmp_path_factory.mktemp("clips"))
+clips = clips_fixture  # shared with every provider's tests
 
 
 @pytest.fixture
@@ -54,22 +52,6 @@ def png(width: int, height: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), (200, 40, 90)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-async def finished(gw, video_id: str) -> dict:
-    async def done():
-        video = await gw.get(video_id)
-        return video if video["status"] in ("completed", "failed") else None
-
-    return await await_for(done, timeout=60, what=f"{video_id} to finish")
-
-
-async def stored(gw, video_id: str, tmp_path) -> media.MediaInfo:
-    r = await gw.client.get(f"/v1/videos/{video_id}/content", headers=gw.headers())
-    assert r.status_code == 200, r.text
-    path = tmp_path / f"{video_id}.mp4"
-    path.write_bytes(r.content)
-    return media.probe(path)
 
 
 async def test_text_to_video_maps_size_and_length_and_keeps_the_key_home(
