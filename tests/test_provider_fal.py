@@ -161,7 +161,12 @@ async def test_retry_after_is_honoured_while_polling(tmp_path, database_url, fal
     assert all(b - a >= 0.9 for a, b in zip(times, times[1:], strict=False)), times
 
 
-async def test_cancel_reaches_fal(tmp_path, database_url, fal):
+@pytest.mark.parametrize("faults", [[], ["503", "429", "reset"]],
+                         ids=["first-try", "after-transient-faults"])
+async def test_cancel_reaches_fal(tmp_path, database_url, fal, faults):
+    """A cancel answered 5xx/429 or dropped is tried again: a job left running upstream is
+    still billed by fal."""
+    fal.faults.script("cancel", faults)
     async with gateway(tmp_path, database_url, [channel(fal)]) as gw:
         video = await gw.create(prompt="forever [stuck]", size="1280x720", seconds="4")
 
@@ -178,6 +183,8 @@ async def test_cancel_reaches_fal(tmp_path, database_url, fal):
         await await_for(cancelled, timeout=30, what="the cancel to reach fal")
     (sent,) = fal.requests.values()
     assert fal.cancels == [sent.id]
+    assert sum(n for (call, _), n in fal.faults.injected.items() if call == "cancel") == len(
+        faults)
     assert any(r.method == "PUT" and r.path == f"/fal-ai/veo3/requests/{sent.id}/cancel"
                for r in fal.recorder.requests)
 

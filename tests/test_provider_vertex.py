@@ -175,6 +175,7 @@ async def test_transient_faults_and_a_token_outage_never_fail_a_task(tmp_path, d
     faults = Faults(seed=3).everywhere(
         0.3, ("500", "502", "503", "429", "slow", "reset", "garbage"))
     faults.rates["submit"] = 0.5
+    faults.script("submit", ["429", "garbage", "slow"]).script("poll", ["429", "reset"])
     api = world.add(faults=faults, job_seconds=0.2)
     world.tokens.outage = True
     async with gateway(tmp_path, database_url, [_channel(api, key_file)]) as gw:

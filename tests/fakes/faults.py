@@ -10,6 +10,10 @@ of (or before) the real answer:
   reset           headers promise a body, half of it is sent, the connection is dropped
   garbage         200 with a body that is not JSON
   404             a not-found flap (the job exists, the server forgot it for a moment)
+
+`script(call, kinds)` queues faults that the next requests of that call type get, in order,
+before any random ones: a test that must see a kind injected says so instead of hoping the
+seed and the interleaving of concurrent requests produce it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Faults:
     retry_after: int = 1
     seed: int = 1234
     injected: Counter = field(default_factory=Counter)           # (call type, kind) -> count
+    scripted: dict[str, list[str]] = field(default_factory=dict)  # call type -> next kinds
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -38,6 +43,11 @@ class Faults:
 
     def pick(self, call: str) -> str | None:
         with self._lock:
+            queued = self.scripted.get(call)
+            if queued:
+                kind = queued.pop(0)
+                self.injected[(call, kind)] += 1
+                return kind
             rate = self.rates.get(call, 0.0)
             if rate <= 0 or self._rng.random() >= rate:
                 return None
@@ -51,8 +61,14 @@ class Faults:
             self.kinds.setdefault(call, kinds)
         return self
 
+    def script(self, call: str, kinds: list[str]) -> Faults:
+        with self._lock:
+            self.scripted.setdefault(call, []).extend(kinds)
+        return self
+
     def off(self) -> None:
         self.rates.clear()
+        self.scripted.clear()
 
 
 class FaultMiddleware:

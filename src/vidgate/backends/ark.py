@@ -19,6 +19,7 @@ from ..domain import COMPLETED, FAILED, IN_PROGRESS, MODERATION_BLOCKED, QUEUED,
 from ..images import data_url
 from .base import UNKNOWN, Job, PollResult, UpstreamFailed
 from .http.answers import (
+    check_cancel,
     check_poll,
     check_submit,
     clean_message,
@@ -131,7 +132,7 @@ class ArkBackend(HttpBackend):
         """DELETE takes a queued task off the queue; a running one cannot be stopped (Ark
         refuses the DELETE, and the engine's cancel is best effort), so it runs out."""
         if job.upstream_id:
-            await self.client.request("DELETE", _path(job))
+            check_cancel(await self.client.request("DELETE", _path(job)))
 
 
 def _path(job: Job) -> str:

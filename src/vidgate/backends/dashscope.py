@@ -26,6 +26,7 @@ from ..images import data_url
 from .base import UNKNOWN, Job, PollResult, SubmitRefused, UpstreamFailed
 from .framing import fit_reference
 from .http.answers import (
+    check_cancel,
     check_poll,
     check_submit,
     clean_message,
@@ -135,7 +136,7 @@ class DashScopeBackend(HttpBackend):
     async def cancel(self, job: Job) -> None:
         """Only a PENDING task can be cancelled; a running one runs out (best effort)."""
         if job.upstream_id:
-            await self.client.request("POST", f"/tasks/{_id(job)}/cancel")
+            check_cancel(await self.client.request("POST", f"/tasks/{_id(job)}/cancel"))
 
 
 def _id(job: Job) -> str:

@@ -50,6 +50,7 @@ from .base import (
 )
 from .framing import aspect_ratio, fit_reference, resolution
 from .http.answers import (
+    check_cancel,
     check_submit,
     clean_message,
     dig,
@@ -274,7 +275,7 @@ class FalBackend(HttpBackend):
     async def cancel(self, job: Job) -> None:
         """Best effort: every answer fal documents ends our interest in the request."""
         if job.upstream_id:
-            await self.client.request("PUT", f"/{self._path(job)}/cancel")
+            check_cancel(await self.client.request("PUT", f"/{self._path(job)}/cancel"))
 
     async def verify_callback(self, headers: Mapping[str, str], body: bytes,
                               now: float) -> str | None:

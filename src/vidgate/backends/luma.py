@@ -17,6 +17,7 @@ from urllib.parse import quote
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, QUEUED
 from .base import UNKNOWN, Job, PollResult, UpstreamFailed
 from .http.answers import (
+    check_cancel,
     check_poll,
     check_submit,
     clean_message,
@@ -91,7 +92,7 @@ class LumaBackend(HttpBackend):
         """Luma has no cancel: DELETE removes the generation, the only way to withdraw it.
         Whether a generation already dreaming stops (and stops costing) is not documented."""
         if job.upstream_id:
-            await self.client.request("DELETE", f"/generations/{_id(job)}")
+            check_cancel(await self.client.request("DELETE", f"/generations/{_id(job)}"))
 
 
 def _check_submit(response: UpstreamResponse) -> Any:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from ..domain import CHARACTERS, EDIT, EXTEND
 from ..images import sniff_image
 from .base import Job, PollResult, ResultFiles, SourceVideo, TransientError
-from .http.answers import check_poll, check_submit, read_status, upstream_id
+from .http.answers import check_cancel, check_poll, check_submit, read_status, upstream_id
 from .http.base import HttpBackend
 
 
@@ -98,7 +98,7 @@ class OpenAIBackend(HttpBackend):
 
     async def cancel(self, job: Job) -> None:
         if job.upstream_id:
-            await self.client.request("DELETE", f"/videos/{_id(job)}")
+            check_cancel(await self.client.request("DELETE", f"/videos/{_id(job)}"))
 
 
 def _id(job: Job) -> str:

@@ -39,6 +39,7 @@ from ..images import data_url
 from .base import UNKNOWN, CallbackRefused, Job, PollResult, TransientError, UpstreamFailed
 from .framing import aspect_ratio, fit_reference, resolution
 from .http.answers import (
+    check_cancel,
     check_poll,
     check_submit,
     clean_message,
@@ -194,7 +195,7 @@ class ReplicateBackend(HttpBackend):
 
     async def cancel(self, job: Job) -> None:
         if job.upstream_id:
-            await self.client.request("POST", f"/predictions/{_id(job)}/cancel")
+            check_cancel(await self.client.request("POST", f"/predictions/{_id(job)}/cancel"))
 
     async def verify_callback(self, headers: Mapping[str, str], body: bytes,
                               now: float) -> str | None:

@@ -16,7 +16,14 @@ from urllib.parse import quote
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, MODERATION_BLOCKED, QUEUED, UPSTREAM_ERROR
 from ..images import data_url
 from .base import UNKNOWN, Job, PollResult
-from .http.answers import check_poll, check_submit, clean_message, parse_progress, upstream_id
+from .http.answers import (
+    check_cancel,
+    check_poll,
+    check_submit,
+    clean_message,
+    parse_progress,
+    upstream_id,
+)
 from .http.base import HttpBackend
 
 # The version `runwayml` 5.24.0 sends by default (RunwayML(runway_version="2024-11-06")).
@@ -100,7 +107,8 @@ class RunwayBackend(HttpBackend):
     async def cancel(self, job: Job) -> None:
         """DELETE cancels a pending, throttled or running task (and deletes a finished one)."""
         if job.upstream_id:
-            await self.client.request("DELETE", f"/tasks/{_id(job)}", headers=_VERSION)
+            answer = await self.client.request("DELETE", f"/tasks/{_id(job)}", headers=_VERSION)
+            check_cancel(answer)
 
 
 _VERSION = {"X-Runway-Version": RUNWAY_VERSION}

@@ -57,6 +57,8 @@ log = logging.getLogger("vidgate.engine")
 _POLL_OUTCOMES = {COMPLETED: "completed", FAILED: "failed"}
 # Bounds for retrying a step that crashed (a bug, a DB hiccup): not a channel's business.
 ERROR_RETRY = (1.0, 30.0)
+WITHDRAW_ATTEMPTS = 4  # tries of an upstream cancel before it is given up
+WITHDRAW_BACKOFF = 0.25  # seconds before the second try; doubled after each
 
 
 class Steps:
@@ -367,12 +369,22 @@ class Steps:
         self._drop_work_dir(task)
 
     async def _withdraw(self, channel: Channel | None, job: Job) -> None:
-        """Forward a cancel upstream, best effort: the task ends here either way."""
-        if channel is not None and job.upstream_id:
+        """Forward a cancel upstream, best effort: the task ends here either way. A transient
+        failure (5xx, 429, a dropped connection) is tried again a few times, since a job left
+        running upstream is still billed by the provider."""
+        if channel is None or not job.upstream_id:
+            return
+        for attempt in range(WITHDRAW_ATTEMPTS):
             try:
                 await channel.backend.cancel(job)
+                return
+            except TransientError as exc:
+                log.info("cancel on %s failed (try %d): %r", channel.name, attempt + 1, exc)
+                if attempt + 1 < WITHDRAW_ATTEMPTS:
+                    await asyncio.sleep(WITHDRAW_BACKOFF * 2**attempt)
             except Exception as exc:
                 log.info("cancel on %s failed: %r", channel.name, exc)
+                return
 
     async def _timeout(self, task: Task, channel: Channel | None, job: Job) -> None:
         await self._withdraw(channel, job)

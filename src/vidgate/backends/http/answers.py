@@ -160,6 +160,14 @@ def check_poll(response: UpstreamResponse) -> Any:
     return json_body(response)
 
 
+def check_cancel(response: UpstreamResponse) -> None:
+    """A cancel's answer: a 5xx, 429 or 408 is worth another try (TransientError); any other
+    answer, a refusal included (the job already ended, or cannot be stopped), is final."""
+    status = response.status_code
+    if status >= 500 or status in (408, 429):
+        raise TransientError(f"cancel answered HTTP {status}", retry_after=retry_after(response))
+
+
 def upstream_id(body: Any, *keys: str) -> str:
     """The job id from a submit answer (flat or in a `data` envelope), as a string."""
     for source in (body, body.get("data") if isinstance(body, dict) else None):
