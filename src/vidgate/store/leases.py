@@ -1,8 +1,11 @@
 """Task rows as the engine sees them: claimed under a lease, written only while it is held.
 
-Claiming is a conditional UPDATE whose row count decides who won, correct on SQLite and
-PostgreSQL alike without SKIP LOCKED. Every write names the worker and succeeds only while
-its lease holds; where a task may go and how its hold is settled comes from lifecycle.py.
+Claiming is one UPDATE of the due rows RETURNING them (`claim_statement`). On PostgreSQL its
+choice of rows is `FOR UPDATE SKIP LOCKED`, so workers claiming at once take different rows
+instead of queueing on the same ones; on SQLite, which has one writer at a time, the
+UPDATE's own condition (the lease is free) decides who won. Every write names the worker and
+succeeds only while its lease holds; where a task may go and how its hold is settled comes
+from lifecycle.py.
 """
 
 from __future__ import annotations
@@ -25,6 +28,50 @@ from .tasks import task_from_row
 CALLED_BACK = 0.0
 
 
+def claim_statement(dialect: str, submit: bool | None) -> sa.Update:
+    """The claim, written once: lease up to `:limit` due tasks to `:worker` and return them.
+
+    `submit` narrows the rows as `Leases.claim_due` says. The due rows are chosen by a
+    subquery, most overdue first (NULL: a lease ran out before its step handed the task back);
+    on PostgreSQL it locks them `SKIP LOCKED`, so concurrent claims split the work between
+    them without waiting; elsewhere the outer WHERE (the lease is still free) decides.
+    """
+    return _CLAIMS[dialect == "postgresql", submit]
+
+
+def _claim(skip_locked: bool, submit: bool | None) -> sa.Update:
+    now = sa.bindparam("now", type_=sa.Float)
+    lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
+    cond = [
+        # literals, not an expanding IN: one fixed statement, cached and prepared once
+        tasks.c.status.in_([sa.literal(s) for s in ACTIVE]),
+        sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
+        lease_free,
+    ]
+    must_end = sa.or_(tasks.c.cancel_requested == sa.true(), tasks.c.deadline_at < now)
+    if submit is True:
+        cond += [tasks.c.upstream_id.is_(None), sa.not_(must_end)]
+    elif submit is False:
+        cond.append(sa.or_(tasks.c.upstream_id.is_not(None), must_end))
+    due = (sa.select(tasks.c.id).where(*cond)
+           .order_by(tasks.c.next_poll_at.asc().nulls_first())
+           .limit(sa.bindparam("limit", type_=sa.Integer)))
+    if skip_locked:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        tasks.update()
+        .where(tasks.c.id.in_(due.scalar_subquery()),
+               tasks.c.status.in_([sa.literal(s) for s in ACTIVE]), lease_free)
+        .values(lease_owner=sa.bindparam("worker"), lease_until=sa.bindparam("lease_until"),
+                next_poll_at=None, attempts=tasks.c.attempts + 1)
+        .returning(*tasks.c)
+    )
+
+
+_CLAIMS = {(skip, submit): _claim(skip, submit)
+           for skip in (True, False) for submit in (True, False, None)}
+
+
 def _may_become(status: str) -> sa.ColumnElement[bool]:
     """The stored status is one `status` may overwrite (for an ending: the task is active)."""
     return tasks.c.status.in_(lifecycle.sources(status))
@@ -45,38 +92,14 @@ class Leases:
         `submit=True` claims only tasks still waiting for a channel (so the engine can take
         no more than its channels have room for); `submit=False` only the others: bound
         tasks, and waiting ones that must end now (cancelled, past their deadline).
-        One conditional UPDATE claims the whole batch; its WHERE decides who won each row.
+        One statement claims the whole batch (`claim_statement`).
         A claim clears `next_poll_at`: while the lease holds, a value there means someone
         asked for the task to be looked at again (`make_due`), which the hand-back keeps.
         """
-        lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
-        cond = [
-            tasks.c.status.in_(ACTIVE),
-            sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
-            lease_free,
-        ]
-        must_end = sa.or_(tasks.c.cancel_requested == sa.true(), tasks.c.deadline_at < now)
-        if submit is True:
-            cond += [tasks.c.upstream_id.is_(None), sa.not_(must_end)]
-        elif submit is False:
-            cond.append(sa.or_(tasks.c.upstream_id.is_not(None), must_end))
-        # NULL: a lease ran out before its step handed the task back; the most overdue
-        due = (sa.select(tasks.c.id).where(*cond)
-               .order_by(tasks.c.next_poll_at.asc().nulls_first()).limit(limit))
+        stmt = claim_statement(self.engine.dialect.name, submit)
+        params = {"worker": worker, "now": now, "lease_until": lease_until, "limit": limit}
         async with self.engine.begin() as conn:
-            ids = [r[0] for r in (await conn.execute(due)).all()]
-            if not ids:
-                return []
-            await conn.execute(
-                tasks.update()
-                .where(tasks.c.id.in_(ids), tasks.c.status.in_(ACTIVE), lease_free)
-                .values(lease_owner=worker, lease_until=lease_until, next_poll_at=None,
-                        attempts=tasks.c.attempts + 1)
-            )
-            rows = (await conn.execute(
-                sa.select(tasks).where(tasks.c.id.in_(ids), tasks.c.lease_owner == worker,
-                                       tasks.c.lease_until == lease_until)
-            )).all()
+            rows = (await conn.execute(stmt, params)).all()
         return [task_from_row(r) for r in rows]
 
     async def count_in_flight(self) -> dict[str, int]:
