@@ -20,6 +20,7 @@ from ..backends.base import Backend
 from ..domain import Task
 from ..store.blobs import BlobStore
 from ..store.database import Database
+from ..store.wakeups import NewWorkListener
 from .callbacks import CallbackUrls
 from .finalize import Finalizer, Pricing, free
 from .loop import Loop
@@ -65,6 +66,10 @@ class Engine:
         # flight, one commit per poll was most of the engine's CPU (bench/RESULTS.md).
         self._releases: dict[str, dict] = {}
         self._loop = Loop(self._round, tick_seconds, log, "claim failed")
+        # On PostgreSQL a create in any process wakes this engine (LISTEN/NOTIFY); the tick
+        # stays as the fallback and is what finds tasks whose next poll came due.
+        self.listener = (None if db.is_sqlite else
+                         NewWorkListener(db.engine, self.wake, self.worker_id))
         self._counted_at = 0.0
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
@@ -89,14 +94,18 @@ class Engine:
     async def run(self) -> None:
         self._event_loop = asyncio.get_running_loop()
         heartbeat = asyncio.create_task(self._heartbeat())
+        listening = (asyncio.create_task(self.listener.run()) if self.listener else None)
         try:
             await self._loop.run()
         finally:
             heartbeat.cancel()
+            if listening is not None:
+                listening.cancel()
             held = list(self._active)
             for step in list(self._active.values()):
                 step.cancel()
-            await asyncio.gather(heartbeat, *self._active.values(), return_exceptions=True)
+            await asyncio.gather(heartbeat, *([listening] if listening else []),
+                                 *self._active.values(), return_exceptions=True)
             with contextlib.suppress(Exception):  # unflushed leases simply run out
                 await self._flush_releases()
             with contextlib.suppress(Exception):

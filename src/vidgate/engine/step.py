@@ -140,12 +140,16 @@ class Steps:
                                          operation=operation):
             if not self.router.reserve(channel):
                 continue
+            if not await self._take_place(task, channel):
+                self.router.abandon(channel)  # full with other workers' jobs
+                continue
             offer = dataclasses.replace(job, callback_url=self.callbacks.url_for(channel,
                                                                                  task.id))
             try:
                 upstream_id = await channel.backend.submit(offer)
             except SubmitRefused as exc:
                 self.router.refused(channel)
+                await self._give_place(task, channel)
                 if exc.retry_after is not None:
                     hints.append(exc.retry_after)
                 log.info("channel %s refused %s: %s", channel.name, task.id, exc.message)
@@ -158,6 +162,7 @@ class Steps:
                 raise
             except Exception:
                 self.router.refused(channel)
+                await self._give_place(task, channel)
                 raise
             self.router.answered(channel, accepted=True)
             log.info("task %s submitted to %s as %s", task.id, channel.name, upstream_id)
@@ -169,6 +174,17 @@ class Steps:
             return channel
         await self._release(task, self._queue_delay(task, job.request, hints))
         return None
+
+    async def _take_place(self, task: Task, channel: Channel) -> bool:
+        """A channel with `max_in_flight` takes the job only in a place reserved in the
+        database, so the cap holds across every engine (this one's count is a moment old)."""
+        cap = channel.config.max_in_flight
+        return cap is None or await self.leases.reserve_slot(task.id, self.worker_id,
+                                                             channel.name, cap)
+
+    async def _give_place(self, task: Task, channel: Channel) -> None:
+        if channel.config.max_in_flight is not None:
+            await self.leases.free_slot(task.id, self.worker_id)
 
     async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
         values: dict = {"backend": channel.name, "upstream_id": upstream_id}

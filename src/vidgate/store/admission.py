@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import ACTIVE
+from . import wakeups
 from .ledger import HOLD, InsufficientBalance
 from .schema import api_keys, ledger, tasks
 from .sqlite_compiled import compile_sqlite
@@ -94,6 +95,7 @@ async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
         try:
             stmt, params = steps.send(answer)
         except StopIteration:
+            await wakeups.announce(conn)  # on PostgreSQL, engines elsewhere start at once
             return
         result = await conn.execute(stmt, params)
         answer = result.first() if result.returns_rows else None

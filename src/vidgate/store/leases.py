@@ -21,6 +21,7 @@ from .. import lifecycle
 from ..domain import ACTIVE, Task
 from ..observability import metrics
 from . import ledger as ledger_ops
+from . import wakeups
 from .schema import task_events, tasks
 from .tasks import task_from_row
 
@@ -112,6 +113,39 @@ class Leases:
         async with self.engine.connect() as conn:
             return {r[0]: r[1] for r in (await conn.execute(query)).all() if r[0]}
 
+    async def reserve_slot(self, task_id: str, worker: str, channel: str, cap: int) -> bool:
+        """Take one of `channel`'s `cap` places for this held task before offering it the
+        job; False when every place is taken, by any worker.
+
+        The task row itself records the place (`backend` set, `upstream_id` not yet), so it
+        counts for every engine until the task ends, and the binding (`update_leased`) or
+        `free_slot` settles it. The count and the write are one statement; on PostgreSQL a
+        lock per channel, held to the commit, makes concurrent reservations take turns (on
+        SQLite the database's single writer does)."""
+        others = (sa.select(sa.func.count()).select_from(tasks)
+                  .where(tasks.c.backend == channel, tasks.c.status.in_(ACTIVE),
+                         tasks.c.id != task_id)
+                  .scalar_subquery())
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+                    sa.func.hashtext("vidgate.channel." + channel))))
+            result = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.lease_owner == worker,
+                       tasks.c.upstream_id.is_(None), others < cap)
+                .values(backend=channel))
+        return result.rowcount > 0
+
+    async def free_slot(self, task_id: str, worker: str) -> None:
+        """Give back the place `reserve_slot` took, when the channel did not take the job."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.lease_owner == worker,
+                       tasks.c.upstream_id.is_(None))
+                .values(backend=None))
+
     async def renew(self, worker: str, ids: Sequence[str], lease_until: float) -> set[str]:
         """Extend leases still held; returns the ids whose lease this worker lost."""
         if not ids:
@@ -171,6 +205,7 @@ class Leases:
                 .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
                 .values(lease_owner=None, lease_until=None, next_poll_at=now)
             )
+            await wakeups.announce(conn)
 
     async def make_due(self, task_id: str, channel: str) -> bool:
         """Ask for `task_id` to be looked at before anything else (a verified provider
@@ -188,6 +223,8 @@ class Leases:
                        sa.or_(tasks.c.backend == channel, tasks.c.backend.is_(None)))
                 .values(next_poll_at=CALLED_BACK)
             )
+            if result.rowcount > 0:  # the callback may have reached an API-only process
+                await wakeups.announce(conn)
         return result.rowcount > 0
 
     async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
