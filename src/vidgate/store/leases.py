@@ -29,6 +29,12 @@ from .tasks import task_from_row
 CALLED_BACK = 0.0
 
 
+# Unfinished, with the statuses written into the SQL text rather than sent as parameters:
+# PostgreSQL can then use the partial indexes on unfinished tasks (migration 0005) in every
+# plan, the generic plans of prepared statements included.
+UNFINISHED = tasks.c.status.in_([sa.literal(str(s), literal_execute=True) for s in ACTIVE])
+
+
 def claim_statement(dialect: str, submit: bool | None) -> sa.Update:
     """The claim, written once: lease up to `:limit` due tasks to `:worker` and return them.
 
@@ -44,8 +50,7 @@ def _claim(skip_locked: bool, submit: bool | None) -> sa.Update:
     now = sa.bindparam("now", type_=sa.Float)
     lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
     cond = [
-        # literals, not an expanding IN: one fixed statement, cached and prepared once
-        tasks.c.status.in_([sa.literal(s) for s in ACTIVE]),
+        UNFINISHED,
         sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
         lease_free,
     ]
@@ -58,11 +63,16 @@ def _claim(skip_locked: bool, submit: bool | None) -> sa.Update:
            .order_by(tasks.c.next_poll_at.asc().nulls_first())
            .limit(sa.bindparam("limit", type_=sa.Integer)))
     if skip_locked:
-        due = due.with_for_update(skip_locked=True)
+        # = ANY(ARRAY(...)): the locked ids are found first, then updated through the id
+        # index; as an IN, the planner hash-joined them against every unfinished row
+        chosen = tasks.c.id == sa.func.any(sa.func.array(due.with_for_update(skip_locked=True)
+                                                          .scalar_subquery()))
+    else:
+        chosen = tasks.c.id.in_(due.scalar_subquery())
     return (
         tasks.update()
-        .where(tasks.c.id.in_(due.scalar_subquery()),
-               tasks.c.status.in_([sa.literal(s) for s in ACTIVE]), lease_free)
+        .where(chosen,
+               UNFINISHED, lease_free)
         .values(lease_owner=sa.bindparam("worker"), lease_until=sa.bindparam("lease_until"),
                 next_poll_at=None, attempts=tasks.c.attempts + 1)
         .returning(*tasks.c)
@@ -107,7 +117,7 @@ class Leases:
         """Unfinished tasks that an upstream accepted, per channel (for in-flight caps)."""
         query = (
             sa.select(tasks.c.backend, sa.func.count())
-            .where(tasks.c.status.in_(ACTIVE), tasks.c.upstream_id.is_not(None))
+            .where(UNFINISHED, tasks.c.upstream_id.is_not(None))
             .group_by(tasks.c.backend)
         )
         async with self.engine.connect() as conn:
@@ -123,7 +133,7 @@ class Leases:
         lock per channel, held to the commit, makes concurrent reservations take turns (on
         SQLite the database's single writer does)."""
         others = (sa.select(sa.func.count()).select_from(tasks)
-                  .where(tasks.c.backend == channel, tasks.c.status.in_(ACTIVE),
+                  .where(tasks.c.backend == channel, UNFINISHED,
                          tasks.c.id != task_id)
                   .scalar_subquery())
         async with self.engine.begin() as conn:
