@@ -152,8 +152,9 @@ def create_key(env: dict, name: str = "") -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def start_server(env: dict, key: str | None = None, port: int | None = None) -> Server:
-    """Start `vidgate serve` in its own process group and wait until it answers."""
+def start_server(env: dict, key: str | None = None, port: int | None = None,
+                 args: tuple[str, ...] = ()) -> Server:
+    """Start `vidgate serve` (with `args`) in its own process group; wait until it answers."""
     port = port or free_port()
     key = key or create_key(env)
     data_dir = Path(env["VIDGATE_DATA_DIR"])
@@ -161,7 +162,7 @@ def start_server(env: dict, key: str | None = None, port: int | None = None) -> 
     log_path = data_dir / f"server-{port}-{int(time.time() * 1000)}.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        vidgate_cmd("serve", "--host", "127.0.0.1", "--port", str(port)),
+        vidgate_cmd("serve", "--host", "127.0.0.1", "--port", str(port), *args),
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     server = Server(f"http://127.0.0.1:{port}", key, proc, env, log_path)

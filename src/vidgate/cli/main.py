@@ -51,10 +51,14 @@ def serve(
     timeout_graceful_shutdown: float = typer.Option(
         None, metavar="SECONDS", help="Seconds to let requests finish on SIGTERM "
                                       "(VIDGATE_GRACEFUL_SHUTDOWN_SECONDS, default 5)."),
+    workers: int = typer.Option(
+        1, min=1, metavar="N", help="API processes sharing the port; the first also runs "
+                                    "the task engine (unless VIDGATE_ROLE=api)."),
 ) -> None:
     """Run the API server (and, unless VIDGATE_ROLE=api, the task engine)."""
     from ..app import create_app
     from ..serving import serve as run_server
+    from ..serving import serve_many
 
     async def ensure_key(db: Database) -> str | None:
         if await db.list_keys():
@@ -68,6 +72,9 @@ def serve(
     settings = load_settings()
     if timeout_graceful_shutdown is not None:
         settings.graceful_shutdown_seconds = timeout_graceful_shutdown
+    if workers > 1:
+        serve_many(settings, workers, host, port, access_log or settings.access_log)
+        return
     run_server(create_app(settings), settings, host, port, access_log or settings.access_log)
 
 
