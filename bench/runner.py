@@ -21,11 +21,11 @@ from vidgate.backends.sandbox.sample import padded_mp4, render_sample
 
 from . import machine, nginx, report, targets, tools, venvs, vidgate_db
 from .context import LOAD_CORE, SERVER_CORE, Context, Sizes
-from .phases import api, downloads, engine
+from .phases import api, downloads, engine, processes
 from .targets_check import evaluate
 
 BENCH = Path(__file__).resolve().parent
-PHASES = ("api", "downloads", "engine", "engine-callbacks")
+PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                     bench_litellm(ctx, phases, upstream, wanted)
             finally:
                 upstream.stop()
+    if "processes" in wanted and found.get("wrk"):
+        out = phases.run("processes", lambda: processes.run(ctx, sizes.seconds))
+        if out:
+            results["processes"] = out
     if "engine" in wanted:
         out = phases.run("engine", lambda: engine.run(ctx, sample))
         if out:

@@ -72,11 +72,13 @@ def vidgate_env(data_dir: Path, config: Path, extra: dict[str, str] | None = Non
     return env
 
 
-def start_vidgate(run_dir: Path, upstream: str, *, core: int, poll_min: float = 0.5,
+def start_vidgate(run_dir: Path, upstream: str, *, core: int | None, poll_min: float = 0.5,
                   poll_max: float = 1.0, extra_env: dict[str, str] | None = None,
-                  config_text: str | None = None, port: int | None = None) -> Target:
-    """Fresh data dir and database, one API key, then `vidgate serve` on `core` (on `port`
-    when the caller must know it first, e.g. for VIDGATE_PUBLIC_URL)."""
+                  config_text: str | None = None, port: int | None = None,
+                  serve_args: tuple[str, ...] = ()) -> Target:
+    """Fresh data dir and database, one API key, then `vidgate serve` (with `serve_args`)
+    on `core` (None: any core), on `port` when the caller must know it first, e.g. for
+    VIDGATE_PUBLIC_URL."""
     data_dir = run_dir / "vidgate-data"
     config = run_dir / "vidgate.yaml"
     shutil.rmtree(data_dir, ignore_errors=True)  # never resume an earlier run's tasks
@@ -91,7 +93,7 @@ def start_vidgate(run_dir: Path, upstream: str, *, core: int, poll_min: float = 
     key = made.stdout.strip().splitlines()[-1]
     port = port or procs.free_port()
     proc = procs.start("vidgate", [str(vidgate_bin()), "serve", "--host", "127.0.0.1",
-                                   "--port", str(port)],
+                                   "--port", str(port), *serve_args],
                        core=core, log_dir=run_dir, env=env)
     base = f"http://127.0.0.1:{port}"
     ready = procs.wait_http(proc, f"{base}/healthz")
