@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import procs
@@ -27,6 +27,7 @@ class Target:
     base: str
     auth: dict[str, str]
     ready_s: float
+    env: dict[str, str] = field(default_factory=dict)  # vidgate's: for its workers
 
     def stop(self) -> None:
         self.proc.stop()
@@ -97,7 +98,7 @@ def start_vidgate(run_dir: Path, upstream: str, *, core: int | None, poll_min: f
                        core=core, log_dir=run_dir, env=env)
     base = f"http://127.0.0.1:{port}"
     ready = procs.wait_http(proc, f"{base}/healthz")
-    return Target("vidgate", proc, base, {"Authorization": f"Bearer {key}"}, ready)
+    return Target("vidgate", proc, base, {"Authorization": f"Bearer {key}"}, ready, env)
 
 
 def litellm_bin() -> Path:

@@ -7,23 +7,34 @@ serves) minus the moment the fake upstream started answering `completed` for its
 Two modes: polling (an `openai` channel, the `engine` phase) and provider callbacks (a
 `replicate` channel with VIDGATE_PUBLIC_URL set; the fake posts each job's signed webhook
 the moment it completes and polling falls back to the channel's `callback_poll_seconds`;
-the `engine-callbacks` phase)."""
+the `engine-callbacks` phase).
+
+The database is a parameter: by default the engine runs inside `vidgate serve` on its SQLite
+file; with `database_url` (PostgreSQL, a database of the run's own, recreated) and `workers`,
+`vidgate serve` runs with VIDGATE_ROLE=api and that many `vidgate worker` processes follow
+the tasks, the layout of a scaled-out deployment:
+
+    .venv/bin/python -m bench.phases.engine --database postgresql+asyncpg://... --workers 2
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 
-from vidgate.backends.sandbox.sample import SampleMedia
+from vidgate.backends.sandbox.sample import SampleMedia, render_sample
 
-from .. import client, procs, targets, vidgate_db
-from ..context import LOAD_CORE, SERVER_CORE, Context
+from .. import client, procs, targets, tools, vidgate_db, vidgate_pg
+from ..context import LOAD_CORE, SERVER_CORE, Context, Sizes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,11 +124,26 @@ def _peak_in_flight(records: list[dict], seen: dict[str, float]) -> int:
     return peak
 
 
-def run(ctx: Context, sample: SampleMedia, callbacks: bool = False) -> dict:
+def _start_workers(run_dir: Path, vidgate: targets.Target, count: int) -> list[procs.Proc]:
+    """`count` `vidgate worker`s with the API server's environment (database, data, config)."""
+    env = {**vidgate.env, "VIDGATE_ROLE": "all"}
+    return [procs.start(f"worker-{n}", [str(targets.vidgate_bin()), "worker"], core=None,
+                        log_dir=run_dir, env=env) for n in range(count)]
+
+
+def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
+        database_url: str | None = None, workers: int = 0) -> dict:
     sizes = ctx.sizes
     fake, fake_base = start_fake(ctx, sample, callbacks)
     run_dir = ctx.work / ("engine-callbacks" if callbacks else "engine")
     vidgate = None
+    engines: list[procs.Proc] = []
+    database = {}
+    if database_url:
+        vidgate_pg.recreate(database_url)
+        database["VIDGATE_DATABASE_URL"] = database_url
+    if workers:
+        database["VIDGATE_ROLE"] = "api"
     try:
         if callbacks:
             port = procs.free_port()
@@ -125,27 +151,38 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False) -> dict:
                 run_dir, fake_base, core=SERVER_CORE, port=port,
                 config_text=callbacks_yaml(fake_base),
                 extra_env={"VIDGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                           "BENCH_WEBHOOK_SECRET": WEBHOOK_SECRET})
+                           "BENCH_WEBHOOK_SECRET": WEBHOOK_SECRET, **database})
         else:
             vidgate = targets.start_vidgate(
                 run_dir, fake_base, core=SERVER_CORE,
-                config_text=engine_yaml(fake_base, sizes.engine_poll_min, sizes.engine_poll))
+                config_text=engine_yaml(fake_base, sizes.engine_poll_min, sizes.engine_poll),
+                extra_env=database)
+        engines = _start_workers(run_dir, vidgate, workers)
+        followers = engines or [vidgate.proc]  # the processes running an engine
+
+        def engine_cpu() -> float:
+            return sum(p.cpu() for p in followers)
+
         db_path = run_dir / "vidgate-data" / "vidgate.db"
-        cpu_start = vidgate.proc.cpu()
+        watcher_of = (vidgate_pg.PgCompletionWatcher(database_url) if database_url
+                      else vidgate_db.CompletionWatcher(db_path))
+        cpu_start, engine_start = vidgate.proc.cpu(), engine_cpu()
         started = time.monotonic()
-        with vidgate_db.CompletionWatcher(db_path) as watcher:
+        with watcher_of as watcher:
             ids, failures = asyncio.run(_create_all(vidgate.base, vidgate.auth,
                                                     sizes.engine_tasks,
                                                     sizes.create_concurrency))
             created_s = time.monotonic() - started
-            cpu_created = vidgate.proc.cpu()
+            engine_created = engine_cpu()
             budget = created_s + sizes.engine_delay[1] + 4 * sizes.engine_poll + 120
             wanted = set(ids)
             while time.monotonic() - started < budget and not wanted <= watcher.seen.keys():
                 time.sleep(0.2)
             wall_s = time.monotonic() - started
-            cpu_end = vidgate.proc.cpu()
+            cpu_end, engine_end = vidgate.proc.cpu(), engine_cpu()
             rss_mib = vidgate.proc.rss() / 2**20
+        db_mib = (vidgate_pg.size_mib(database_url) if database_url
+                  else db_path.stat().st_size / 2**20)
         status, records = client.call("GET", f"{fake_base}/_bench/jobs", {})
         if status != 200:
             raise RuntimeError(f"fake upstream records answered {status}")
@@ -153,6 +190,7 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False) -> dict:
         lags = [watcher.seen[r["task_id"]] - r["done_at"] for r in mine
                 if r["task_id"] in watcher.seen]
         polls = [r["polls"] for r in mine]
+        jobs_per_task = Counter(r["task_id"] for r in mine)
         follow_s = max(wall_s - created_s, 1e-9)
         extra = {}
         if callbacks:
@@ -160,13 +198,18 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False) -> dict:
             extra = {"mode": "callbacks", "callback_poll_s": CALLBACK_POLL_SECONDS,
                      "callbacks_accepted": sum(1 for a in answers if a == 200),
                      "callbacks_refused": sum(1 for a in answers if a not in (None, 200))}
+        if workers:
+            extra["api_cpu_seconds_total"] = round(cpu_end - cpu_start, 2)
         return {
             **extra,
+            "database": "postgresql" if database_url else "sqlite",
+            "engine_processes": workers or 1,
             "tasks": sizes.engine_tasks,
             "created": len(ids),
             "create_failures": failures,
             "completed": len(lags),
             "not_completed": len(wanted) - len(wanted & watcher.seen.keys()),
+            "duplicated_submits": sum(n - 1 for n in jobs_per_task.values() if n > 1),
             "peak_in_flight": _peak_in_flight(mine, watcher.seen),
             "poll_interval_s": sizes.engine_poll,
             "poll_interval_min_s": sizes.engine_poll_min,
@@ -179,13 +222,37 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False) -> dict:
             "lag_max_s": round(max(lags), 3) if lags else float("nan"),
             "lag_mean_s": round(statistics.fmean(lags), 3) if lags else float("nan"),
             "polls_per_task": round(statistics.fmean(polls), 2) if polls else 0.0,
-            "cpu_seconds_total": round(cpu_end - cpu_start, 2),
-            "cpu_seconds_creating": round(cpu_created - cpu_start, 2),
-            "cpu_seconds_following": round(cpu_end - cpu_created, 2),
-            "cpu_share_following": round((cpu_end - cpu_created) / follow_s, 3),
+            "cpu_seconds_total": round(engine_end - engine_start, 2),
+            "cpu_seconds_creating": round(engine_created - engine_start, 2),
+            "cpu_seconds_following": round(engine_end - engine_created, 2),
+            "cpu_share_following": round((engine_end - engine_created) / follow_s, 3),
+            "cpu_seconds_per_1000_followed": round(
+                1000 * (engine_end - engine_created) / max(len(lags), 1), 2),
             "rss_end_mib": round(rss_mib, 1),
+            "database_mib": round(db_mib, 1),
         }
     finally:
+        for proc in engines:
+            proc.stop(timeout=30)
         if vidgate is not None:
             vidgate.stop()
         fake.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the engine phase on its own")
+    parser.add_argument("--database", help="PostgreSQL URL of a database of your own "
+                                           "(dropped and created again); default SQLite")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="`vidgate worker` processes (0: the engine in `vidgate serve`)")
+    parser.add_argument("--tasks", type=int)
+    parser.add_argument("--out", type=Path, default=Path("bench/out-engine"))
+    args = parser.parse_args()
+    sizes = Sizes.full()
+    if args.tasks:
+        sizes = dataclasses.replace(sizes, engine_tasks=args.tasks)
+    found = tools.ensure(["taskset"], install=False)
+    context = Context(sizes, args.out.resolve(), found, quick=False)
+    media = render_sample(context.work / "media", "bench upstream result")
+    print(json.dumps(run(context, media, database_url=args.database, workers=args.workers),
+                     indent=2))
