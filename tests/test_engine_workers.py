@@ -42,6 +42,7 @@ class Upstream:
     polls: dict[str, int] = field(default_factory=dict)
     live: set[str] = field(default_factory=set)                # accepted, not yet fetched
     polling: set[str] = field(default_factory=set)
+    cancelled: set[str] = field(default_factory=set)
     most_live: int = 0
     overlapping_polls: int = 0
 
@@ -91,6 +92,7 @@ class FakeBackend:
 
     async def cancel(self, job: Job) -> None:
         self.up.live.discard(job.upstream_id)
+        self.up.cancelled.add(job.upstream_id)
 
     async def close(self) -> None:
         return None
@@ -159,6 +161,41 @@ async def test_two_engines_end_every_task_once_within_the_channel_cap(tmp_path, 
     finally:
         for db in (creator, db_a, db_b):
             await db.close()
+
+
+async def test_a_job_whose_binding_was_not_written_is_withdrawn(tmp_path, database_url, clip):
+    """The database refuses the binding once (as PostgreSQL does with too many clients): the
+    accepted job is cancelled upstream, and the retried step's job is the one that runs."""
+    db = Database(database_url)
+    await db.migrate()
+    upstream = Upstream(clip)
+    engine = _engine(db, tmp_path / "w", upstream, tick=0.05)
+    real_update = db.leases.update_leased
+    refused: list[str] = []
+
+    async def refuse_first_binding(task_id: str, worker: str, **values):
+        if "upstream_id" in values and not refused:
+            refused.append(values["upstream_id"])
+            raise ConnectionError("too many clients")
+        return await real_update(task_id, worker, **values)
+
+    db.leases.update_leased = refuse_first_binding
+    key, _ = await db.create_key("withdraw")
+    task_id = await _new_task(db, key.id)
+    run = asyncio.create_task(engine.run())
+    try:
+        async def ended() -> bool:
+            return (await _statuses(db, [task_id]))[0] in ("completed", "failed")
+
+        await await_for(ended, timeout=60, what="the task to end")
+    finally:
+        engine.stop()
+        await run
+    try:
+        assert await _statuses(db, [task_id]) == ["completed"]
+        assert len(upstream.submitted) == 2 and upstream.cancelled == set(refused)
+    finally:
+        await db.close()
 
 
 @pytest.mark.skipif(TEST_DB != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's")

@@ -166,14 +166,25 @@ class Steps:
                 raise
             self.router.answered(channel, accepted=True)
             log.info("task %s submitted to %s as %s", task.id, channel.name, upstream_id)
-            if not await self._bind(task, channel, upstream_id):
-                with contextlib.suppress(Exception):  # nobody would ever poll it: withdraw it
-                    await channel.backend.cancel(dataclasses.replace(job, upstream_id=upstream_id))
-                self.router.finished(channel.name)
+            try:
+                bound = await self._bind(task, channel, upstream_id)
+            except Exception:
+                # the binding was not written (the database refused, e.g. too many clients):
+                # the step is retried and submits again, so this job would run unpolled
+                await self._withdraw_unbound(channel, job, upstream_id)
+                raise
+            if not bound:
+                await self._withdraw_unbound(channel, job, upstream_id)
                 return None
             return channel
         await self._release(task, self._queue_delay(task, job.request, hints))
         return None
+
+    async def _withdraw_unbound(self, channel: Channel, job: Job, upstream_id: str) -> None:
+        """Cancel an accepted job whose binding was not written: nobody would ever poll it."""
+        with contextlib.suppress(Exception):
+            await channel.backend.cancel(dataclasses.replace(job, upstream_id=upstream_id))
+        self.router.finished(channel.name)
 
     async def _take_place(self, task: Task, channel: Channel) -> bool:
         """A channel with `max_in_flight` takes the job only in a place reserved in the
