@@ -77,6 +77,15 @@ def test_quick_run_measures_every_phase_it_can(quick_run):
             assert downloads[name]["mib_per_s"] > 0 and downloads[name]["errors"] == 0
         assert downloads["vidgate_rss"]["samples"] > 0
 
+    if "processes" in results:  # needs wrk, as the api phase
+        processes = results["processes"]
+        for count in ("one_process", "two_processes"):
+            for op in ("status", "create"):
+                _well_formed(processes[count][op])
+                assert processes[count][op]["errors"] == 0
+                assert processes[count][op]["status_errors"] == 0
+        assert processes["ratio_status_rps"] > 0
+
     engine = results["engine"]
     assert engine["created"] == engine["tasks"] and engine["not_completed"] == 0
     assert engine["peak_in_flight"] >= 1
