@@ -35,7 +35,7 @@ def _measure(ctx: Context, workers: int, seconds: float, connections: int) -> di
     run_dir = ctx.work / f"processes-{workers}"
     target = targets.start_vidgate(run_dir, UNUSED_UPSTREAM, core=None,
                                    extra_env={"VIDGATE_ROLE": "api"},
-                                   serve_args=("--workers", str(workers)))
+                                   serve_args=("--workers", str(workers)) if workers > 1 else ())
     try:
         port = int(target.base.rsplit(":", 1)[1])
         deadline = time.monotonic() + 120
