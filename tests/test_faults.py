@@ -25,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from support import (
@@ -147,6 +148,7 @@ def test_postgresql_connections_killed_mid_run(tmp_path):
     (StatementError("reconnect", "SELECT 1", {}, ConnectionRefusedError(111, "refused")), True),
     (StatementError("bad value", "SELECT 1", {}, ValueError("not an int")), False),
     (ValueError("not an int"), False),
+    (PoolTimeout("QueuePool limit of size 1 overflow 0 reached"), True),
 ])
 def test_what_counts_as_the_database_being_away(error, unreachable):
     """A pooled connection found dead whose reconnect is refused reaches the API as a bare
