@@ -59,6 +59,10 @@ _POLL_OUTCOMES = {COMPLETED: "completed", FAILED: "failed"}
 ERROR_RETRY = (1.0, 30.0)
 WITHDRAW_ATTEMPTS = 4  # tries of an upstream cancel before it is given up
 WITHDRAW_BACKOFF = 0.25  # seconds before the second try; doubled after each
+# A submit whose answer was lost, on a channel that takes an idempotency key, is tried again
+# on that channel only (task params `resubmit_to`), up to this many lost answers; then the
+# task may move on, leaving a job that channel may have made unseen.
+PINNED_SUBMITS = 3
 
 
 class Steps:
@@ -136,6 +140,9 @@ class Steps:
                      CHARACTERS if job.character else None)
         if operation == EXTEND and not self.router.can_route(job.request, False, EXTEND):
             job, only, operation = await self._continuation(job), job.source.channel, None
+        pinned = task.params.get("resubmit_to") or {}
+        if pinned.get("lost", 0) < PINNED_SUBMITS and self.router.get(pinned.get("channel")):
+            only = pinned["channel"]
         for channel in self.router.order(job.request, only=only, image=job.reference is not None,
                                          operation=operation):
             if not self.router.reserve(channel):
@@ -149,6 +156,11 @@ class Steps:
                 if exc.retry_after is not None:
                     hints.append(exc.retry_after)
                 log.info("channel %s refused %s: %s", channel.name, task.id, exc.message)
+                if exc.answer_lost and channel.backend.idempotent_submit:
+                    # the job may exist there; only the same key on the same channel finds
+                    # it again, another channel would leave it running (and billed) unseen
+                    await self._pin(task, channel.name)
+                    break
                 continue
             except UpstreamFailed:
                 self.router.answered(channel, accepted=False)
@@ -169,6 +181,14 @@ class Steps:
             return channel
         await self._release(task, self._queue_delay(task, job.request, hints))
         return None
+
+    async def _pin(self, task: Task, channel_name: str) -> None:
+        """Keep the next submits of `task` on the channel that may hold its job."""
+        pinned = task.params.get("resubmit_to") or {}
+        lost = pinned.get("lost", 0) + 1 if pinned.get("channel") == channel_name else 1
+        params = {**task.params, "resubmit_to": {"channel": channel_name, "lost": lost}}
+        if await self.leases.update_leased(task.id, self.worker_id, params=params):
+            task.params = params
 
     async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
         values: dict = {"backend": channel.name, "upstream_id": upstream_id}
