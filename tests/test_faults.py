@@ -297,6 +297,35 @@ def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
         cleanup()
 
 
+def test_blob_folder_full_past_the_deadline(tmp_path, small_tmpfs):
+    """The result never fits: at its deadline the task fails with `internal_error` (the
+    failure was ours, not the provider's: no `timeout`), its hold is released, and nothing
+    half-written is left or served."""
+    url, cleanup = fresh_database_url(tmp_path)
+    env = server_env(tmp_path / "data", url, VIDGATE_BLOB_URL=str(small_tmpfs),
+                     VIDGATE_TASK_DEADLINE_SECONDS="40")
+    server = None
+    try:
+        server = start_server(env, key=limited_key(env))
+        task_id = create(server, 0)
+        wait_for(lambda: "No space left on device" in server.log(), timeout=120,
+                 what="the mirror to run out of space")
+        done = wait_for(lambda: all_finished(server, [task_id]), timeout=120,
+                        what="the task to end at its deadline")
+        video = done[task_id]
+        assert (video["status"], video["error"]["code"]) == ("failed", "internal_error"), video
+        assert video["url"] is None
+        r = httpx.get(f"{server.api}/videos/{task_id}/content", headers=server.headers())
+        assert r.status_code in (400, 404, 409), (r.status_code, r.text[:200])
+        assert [p for p in small_tmpfs.rglob("*") if p.is_file()] == []
+        server.stop()
+        assert_money_and_tasks(url, [task_id])  # held once, refunded once, costs nothing
+    finally:
+        if server is not None:
+            server.stop()
+        cleanup()
+
+
 def test_huge_upstream_bodies_are_bounded(tmp_path, fake_world, sample_media):
     """A 10 GB result, declared or chunked, is cut at the channel's max_download_bytes, the
     task fails with upstream_error and its hold goes back, and a normal task on the same

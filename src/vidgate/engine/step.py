@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import shutil
 import time
@@ -37,6 +38,7 @@ from ..domain import (
     COMPLETED,
     EXTEND,
     FAILED,
+    INTERNAL_ERROR,
     TIMEOUT,
     UPSTREAM_ERROR,
     Task,
@@ -63,6 +65,7 @@ WITHDRAW_BACKOFF = 0.25  # seconds before the second try; doubled after each
 # on that channel only (task params `resubmit_to`), up to this many lost answers; then the
 # task may move on, leaving a job that channel may have made unseen.
 PINNED_SUBMITS = 3
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)  # a blob write that failed for want of space
 
 
 class Steps:
@@ -259,6 +262,11 @@ class Steps:
         except TransientError as exc:
             await self._release(task, self._poll_delay(task, channel, exc.retry_after))
             return
+        except OSError as exc:
+            if exc.errno not in STORAGE_FULL:
+                raise
+            await self._storage_full(task, exc)
+            return
         finally:
             self._drop_work_dir(task)
         if won:
@@ -268,6 +276,17 @@ class Steps:
             self.router.finished(channel.name)
         else:  # cancelled meanwhile: let the next claim record that
             await self._release(task, delay=0)
+
+    async def _storage_full(self, task: Task, exc: OSError) -> None:
+        """The provider's result is ready but does not fit in our storage: try again later,
+        and remember that the reason is ours, so that the deadline fails the task with
+        `internal_error`, not `timeout`."""
+        log.warning("task %s: the result could not be stored, will retry: %s", task.id, exc)
+        if not task.params.get("storage_full"):
+            params = {**task.params, "storage_full": True}
+            if await self.leases.update_leased(task.id, self.worker_id, params=params):
+                task.params = params
+        await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
 
     async def _result_unavailable(self, task: Task, channel: Channel,
                                   exc: ResultUnavailable) -> None:
@@ -408,6 +427,10 @@ class Steps:
 
     async def _timeout(self, task: Task, channel: Channel | None, job: Job) -> None:
         await self._withdraw(channel, job)
+        if task.params.get("storage_full"):
+            await self._fail(task, INTERNAL_ERROR, "The finished video could not be stored "
+                             "before the task's deadline (the gateway's storage is full).")
+            return
         await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
 
     async def _cancel(self, task: Task, channel: Channel | None, job: Job) -> None:
