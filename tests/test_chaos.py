@@ -13,7 +13,8 @@ Ark, Kling, fal + Replicate, Gemini). For every setup:
   engine submits again on that same channel and gets the same job: no orphan. The hosted
   providers document no such key (fal's queue, Replicate's predictions, Gemini's
   predictLongRunning, Ark, Kling), so there the lost job is left running, unknown to vidgate:
-  counted, at most one per lost answer. Every other job is bound to exactly one task;
+  counted, at most one per lost answer (`lost`, or a `slow` submit whose job was made before
+  the client gave up). Every other job is bound to exactly one task;
 - each key reaches only its own provider, never a result host.
 """
 
@@ -394,10 +395,13 @@ async def test_chaos(setup: Setup, request, tmp_path, database_url):
         lost = provider.faults.injected[("submit", "lost")]
         assert lost == 1, name
         print(f"  {name}: {len(jobs)} upstream jobs, {len(mine)} bound tasks, "
-              f"{len(orphans)} left by the lost answer")
+              f"{len(orphans)} left by lost answers")
         if provider.idempotent:
             # the engine tried that channel again with the same key and got the same job
             assert not orphans, (name, orphans)
             assert any(v > 1 for v in provider.retried().values()), name
         else:
-            assert len(orphans) <= lost, (name, orphans)
+            # a `slow` submit loses its answer too when the job is made before the client
+            # gives up (under load, its timer fires late)
+            lost_answers = lost + provider.faults.injected[("submit", "slow")]
+            assert len(orphans) <= lost_answers, (name, orphans, lost_answers)
