@@ -193,23 +193,19 @@ def build_hosted(request, tmp_path) -> World:
     fal.origin = thread.serve(fal.app())
     rep = FakeReplicate(key="r8-chaos", cdn=cdn, clips=clips, faults=faults(2))
     rep.origin = thread.serve(rep.app())
-    os.environ["VG_CHAOS_FAL"], os.environ["VG_CHAOS_REP"] = fal.key, rep.key
-    providers = [
-        Provider(ChannelConfig(name="chaos-fal", kind="fal", base_url=fal.url,
-                               api_key_env="VG_CHAOS_FAL", models={"sora-2": "fal-ai/veo3"},
-                               **FAST),
-                 fal.faults, jobs=lambda: dict.fromkeys(list(fal.requests)),
-                 credentials_ok=lambda: fal.recorder.authorizations() - {None} == {
-                     f"Key {fal.key}"},
-                 cancelled=lambda: fal.cancels),
-        Provider(ChannelConfig(name="chaos-replicate", kind="replicate", base_url=rep.url,
-                               api_key_env="VG_CHAOS_REP", models={"sora-2": "google/veo-3"},
-                               **FAST),
-                 rep.faults, jobs=lambda: dict.fromkeys(list(rep.predictions)),
-                 credentials_ok=lambda: rep.recorder.authorizations() - {None} == {
-                     f"Bearer {rep.key}"},
-                 cancelled=lambda: rep.cancels),
-    ]
+
+    def hosted(fake, kind: str, model: str, jobs: dict, auth: str) -> Provider:
+        env = f"VG_CHAOS_{kind.upper()}"
+        os.environ[env] = fake.key
+        channel = ChannelConfig(name=f"chaos-{kind}", kind=kind, base_url=fake.url,
+                                api_key_env=env, models={"sora-2": model}, **FAST)
+        return Provider(channel, fake.faults, jobs=lambda: dict.fromkeys(list(jobs)),
+                        credentials_ok=lambda: fake.recorder.authorizations() - {None} == {
+                            f"{auth} {fake.key}"},
+                        cancelled=lambda: fake.cancels)
+
+    providers = [hosted(fal, "fal", "fal-ai/veo3", fal.requests, "Key"),
+                 hosted(rep, "replicate", "google/veo-3", rep.predictions, "Bearer")]
     return World(providers, [cdn.faults],
                  lambda: bool(cdn.recorder.requests) and cdn.recorder.authorizations() == {None})
 

@@ -31,26 +31,24 @@ PROVIDERS = {
 }
 
 
-def _task(database_url: str, task_id: str) -> Task | None:
+def _read(database_url: str, method: str, task_id: str):
+    """One read of the database from the test (the server runs in another process)."""
     async def read():
         db = Database(database_url)
         try:
-            return await db.get_task(task_id)
+            return await getattr(db, method)(task_id)
         finally:
             await db.close()
 
     return asyncio.run(read())
+
+
+def _task(database_url: str, task_id: str) -> Task | None:
+    return _read(database_url, "get_task", task_id)
 
 
 def _events(database_url: str, task_id: str) -> list[tuple[str, str]]:
-    async def read():
-        db = Database(database_url)
-        try:
-            return await db.events(task_id)
-        finally:
-            await db.close()
-
-    return asyncio.run(read())
+    return _read(database_url, "events", task_id)
 
 
 @pytest.mark.parametrize("kind", list(PROVIDERS))
