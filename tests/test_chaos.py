@@ -35,7 +35,7 @@ from PIL import Image
 from fakes.ark import serve_ark
 from fakes.clips import Clips
 from fakes.fal import FakeFal
-from fakes.faults import Faults
+from fakes.faults import DOWNLOAD_TRANSIENT, KINDS, Faults
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from fakes.gateway import FAST, channel_for, gateway
 from fakes.gemini import GeminiWorld
@@ -50,11 +50,10 @@ from vidgate.channels import ChannelConfig
 from vidgate.store.schema import tasks
 
 FAULT_RATE = 0.2
-ALL_FAULTS = ("500", "502", "503", "429", "slow", "reset", "garbage", "404")
+ALL_FAULTS = KINDS
 # A 404 or a non-video body on a *download* is what an expired result looks like, and the
 # gateway rightly gives up after a few of those ([expired] tests that); the faults on
 # downloads are the transient kinds. Submits and polls get every kind, 404 flaps included.
-DOWNLOAD_FAULTS = ("500", "502", "503", "429", "slow", "reset")
 CANCEL_FAULTS = ["503", "reset"]  # fewer than the engine's tries of one cancel
 OK, MODERATION, FAILED = ("completed", None), ("failed", "moderation_blocked"), \
     ("failed", "upstream_error")
@@ -63,7 +62,7 @@ TIMEOUT, CANCELLED = ("failed", "timeout"), ("failed", "cancelled")
 
 def faults(seed: int) -> Faults:
     """~20% of every call faulted; downloads only in the transient ways."""
-    return Faults(seed=seed, kinds={"content": DOWNLOAD_FAULTS, "download": DOWNLOAD_FAULTS}
+    return Faults(seed=seed, kinds={"content": DOWNLOAD_TRANSIENT, "download": DOWNLOAD_TRANSIENT}
                   ).everywhere(FAULT_RATE, ALL_FAULTS)
 
 
@@ -119,7 +118,7 @@ def build_protocols(request, tmp_path) -> World:
     world = request.getfixturevalue("fake_world")
     ups = [world.add(kind, key=f"sk-{kind}-secret", faults=faults(i))
            for i, kind in enumerate(("openai", "generations", "unified"))]
-    world.files.faults.kinds["download"] = DOWNLOAD_FAULTS  # its middleware holds it
+    world.files.faults.kinds["download"] = DOWNLOAD_TRANSIENT  # its middleware holds it
     world.files.faults.everywhere(FAULT_RATE)
     providers = [Provider(
         channel_for(u, f"chaos-{u.kind}"), u.faults,
@@ -136,7 +135,7 @@ def build_ark(request, tmp_path) -> World:
     world = request.getfixturevalue("fake_world")
     ark = serve_ark(world, tmp_path / "renders", key="ark-chaos-key", faults=faults(3),
                     chaos=True)
-    world.files.faults.kinds["download"] = DOWNLOAD_FAULTS
+    world.files.faults.kinds["download"] = DOWNLOAD_TRANSIENT
     world.files.faults.rates["download"] = FAULT_RATE
     os.environ["VG_TEST_ARK_CHAOS"] = ark.key
     channel = ChannelConfig(name="chaos-ark", kind="ark", base_url=ark.url,
@@ -164,7 +163,7 @@ def build_kling(request, tmp_path) -> World:
     kling = KlingWorld(SizedVideos(tmp_path / "kling-videos"), ACCESS, SECRET)
     request.addfinalizer(kling.close)
     fake = kling.add(faults=faults(3))
-    kling.files.faults.kinds["download"] = DOWNLOAD_FAULTS
+    kling.files.faults.kinds["download"] = DOWNLOAD_TRANSIENT
     kling.files.faults.everywhere(FAULT_RATE)
 
     def named_by_kling_endpoint(rows: dict) -> None:
@@ -186,7 +185,7 @@ def build_kling(request, tmp_path) -> World:
 def build_hosted(request, tmp_path) -> World:
     thread = ServerThread()
     request.addfinalizer(thread.stop)
-    cdn = FileHost(Faults(seed=3, kinds={"download": DOWNLOAD_FAULTS}).everywhere(FAULT_RATE))
+    cdn = FileHost(Faults(seed=3, kinds={"download": DOWNLOAD_TRANSIENT}).everywhere(FAULT_RATE))
     cdn.url = thread.serve(cdn.app())
     clips = Clips(tmp_path / "clips")
     fal = FakeFal(key="fal-chaos", cdn=cdn, clips=clips, faults=faults(1))

@@ -28,6 +28,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 KINDS = ("500", "502", "503", "429", "slow", "reset", "garbage", "404")
+# What a caller must survive without failing a task (a 404 flap is a result gone, elsewhere)
+TRANSIENT = ("500", "502", "503", "429", "slow", "reset", "garbage")
+# The same for a file download, whose answer is a body, not JSON that could be garbage
+DOWNLOAD_TRANSIENT = ("500", "502", "503", "429", "slow", "reset")
 
 
 @dataclass
