@@ -100,7 +100,8 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = "Unknown URL." if exc.status_code == 404 else str(exc.detail)
-        error = ApiError(exc.status_code, codes.get(exc.status_code, "invalid_request"), message)
+        error = ApiError(exc.status_code, codes.get(exc.status_code, "invalid_request"), message,
+                         headers=dict(exc.headers or {}))  # a 405's Allow
         return error_response(error, request.url.path)
 
     @app.exception_handler(Exception)
