@@ -10,7 +10,7 @@ from ..domain import Task
 from ..services import Services
 from .auth import Owner
 from .bodies import read_body
-from .content import CONTENT_ANSWERS, asset_response
+from .content import asset_answers, asset_response
 from .contract import FormBody, answers
 from .deps import Deps
 from .families import VIDEOS
@@ -67,7 +67,7 @@ async def remix_video(video_id: str, request: Request, key: Owner, services: Dep
 
 
 @router.get("/v1/videos/{video_id}/content", response_class=Response,
-            openapi_extra=CONTENT_ANSWERS)
+            openapi_extra=asset_answers())
 async def download_content(
     video_id: str, request: Request, key: Owner, services: Deps, variant: str = "video"
 ) -> Response:
