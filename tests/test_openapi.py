@@ -150,3 +150,25 @@ def test_schemathesis_reports_an_undeclared_status(live) -> None:
     failures = found.value.exceptions
     assert [type(failure) for failure in failures] == [UndefinedStatusCode], failures
     assert failures[0].status_code == 404
+
+
+def test_unsupported_methods_are_405_with_allow(live) -> None:
+    """What schemathesis' `unsupported_method` check asks, on every path of the document
+    (the generated cases above only use declared methods): an undeclared method is a 405
+    in the family's error shape, whose Allow names methods the path really takes."""
+    document = httpx.get(live.url + "/openapi.json", timeout=30).json()
+    wrong = []
+    with httpx.Client(base_url=live.url, timeout=30, headers=live.headers()) as client:
+        for template, item in document["paths"].items():
+            path = template.replace("{", "x").replace("}", "")
+            method = next(m for m in ("PUT", "PATCH", "DELETE", "POST") if m.lower() not in item)
+            response = client.request(method, path)
+            error = response.json()["error"]
+            allow = {m.strip() for m in response.headers.get("allow", "").split(",")}
+            if (response.status_code != 405 or error["type"] != "invalid_request_error"
+                    or not {m.upper() for m in item} <= allow):
+                wrong.append(f"{method} {path}: {response.status_code} {allow} {error}")
+            for other in allow - {"HEAD"}:
+                if client.request(other, path).status_code == 405:
+                    wrong.append(f"{other} {path}: 405 though Allow names it")
+    assert not wrong, "\n".join(wrong)
