@@ -28,7 +28,7 @@ from schemathesis.openapi.checks import UndefinedStatusCode
 from support import fresh_database_url, server_env, start_server
 
 ADMIN = "openapi-admin-token"
-CASES = int(os.environ.get("VIDGATE_OPENAPI_CASES", "25"))  # per operation and mode
+CASES = int(os.environ.get("VIDGATE_OPENAPI_CASES", "20"))  # per operation and mode
 # The checks that cannot hold for vidgate, and why; every other check runs.
 EXCLUDED = {
     # "Lenient input" (spec section 1): which values are valid crosses fields (a size the
@@ -39,9 +39,6 @@ EXCLUDED = {
     # document does not declare; the access matrix (test_access_matrix.py) covers ownership.
     "use_after_free", "ensure_resource_availability", "object_level_authorization",
 }
-
-
-STATUSES: Counter = Counter()
 
 
 def checks() -> list:
@@ -90,9 +87,8 @@ def exercise(operation, base_url: str, session: requests.Session, headers: dict[
     def run(case) -> None:
         case.headers = {**(case.headers or {}), **headers}  # the real credential
         seen[(operation.method.upper(), operation.path)] += 1
-        response = case.call_and_validate(base_url=base_url, session=session, headers=headers,
-                                          checks=run_checks, timeout=30)
-        STATUSES[(operation.method.upper(), operation.path, response.status_code)] += 1
+        case.call_and_validate(base_url=base_url, session=session, headers=headers,
+                               checks=run_checks, timeout=30)
 
     run()
 
@@ -123,7 +119,10 @@ def test_schemathesis_every_operation(live) -> None:
     created = httpx.post(live.url + "/v1/videos", json={"prompt": "a cat"},
                          headers=live.headers(), timeout=30)
     assert created.status_code == 200, created.text
-    real_ids = {"video_id": created.json()["id"], "task_id": created.json()["id"]}
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    key = httpx.post(live.url + "/admin/keys", json={"name": "k"}, headers=admin).json()
+    real_ids = {"video_id": created.json()["id"], "task_id": created.json()["id"],
+                "key_id": key["id"], "model_id": "sora-2"}
     with requests.Session() as session:
         for operation in operations:
             try:
@@ -134,7 +133,6 @@ def test_schemathesis_every_operation(live) -> None:
     assert not failures, "\n\n".join(failures)
     assert set(seen) == declared, f"operations never exercised: {declared - set(seen)}"
     assert httpx.get(live.url + "/healthz").status_code == 200
-    print(sum(seen.values()), sorted(STATUSES.items()))
 
 
 def test_schemathesis_reports_an_undeclared_status(live) -> None:
