@@ -78,6 +78,8 @@ class TopUp(BaseModel):
 
 def _settings(body: KeySettings) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=True, exclude={"rotate_webhook_secret"})
+    if "name" in values and values["name"] is None:  # the column holds "" for no name
+        values["name"] = ""
     if values.get("webhook_url") is not None:
         values["webhook_url"] = str(values["webhook_url"])
     return values
