@@ -28,7 +28,7 @@ from schemathesis.openapi.checks import UndefinedStatusCode
 from support import fresh_database_url, server_env, start_server
 
 ADMIN = "openapi-admin-token"
-CASES = int(os.environ.get("VIDGATE_OPENAPI_CASES", "20"))  # per operation and mode
+CASES = int(os.environ.get("VIDGATE_OPENAPI_CASES", "20"))  # per operation
 # The checks that cannot hold for vidgate, and why; every other check runs.
 EXCLUDED = {
     # "Lenient input" (spec section 1): which values are valid crosses fields (a size the
