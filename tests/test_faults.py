@@ -13,6 +13,7 @@ are terminated only in this test's own database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
+from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from support import (
@@ -36,7 +39,7 @@ from support import (
     wait_for,
 )
 from tcp_proxy import TcpProxy
-from vidgate.store.database import Database
+from vidgate.store.database import Database, is_unreachable
 from vidgate.store.schema import api_keys, ledger, tasks
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -141,10 +144,19 @@ def test_postgresql_connections_killed_mid_run(tmp_path):
         cleanup()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect found at the last merge: with the HTTP metrics middleware (issue 13) in the "
-    "stack, the 503 the error handler builds while PostgreSQL is away reaches the client as "
-    "uvicorn's 500; passes without that middleware. To fix next session."))
+@pytest.mark.parametrize(("error", "unreachable"), [
+    (ConnectionRefusedError(111, "Connection refused"), True),
+    (StatementError("reconnect", "SELECT 1", {}, ConnectionRefusedError(111, "refused")), True),
+    (StatementError("bad value", "SELECT 1", {}, ValueError("not an int")), False),
+    (ValueError("not an int"), False),
+    (PoolTimeout("QueuePool limit of size 1 overflow 0 reached"), True),
+])
+def test_what_counts_as_the_database_being_away(error, unreachable):
+    """A pooled connection found dead whose reconnect is refused reaches the API as a bare
+    StatementError around the driver's error: that is the database away (503), not a bug."""
+    assert is_unreachable(error) is unreachable
+
+
 def test_postgresql_unreachable_answers_503_then_resumes(tmp_path):
     """With PostgreSQL out of reach every family answers 503 + Retry-After in its error
     shape; when it is back the engine resumes by itself and nothing is lost or paid twice."""
@@ -262,17 +274,29 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
-    """The result does not fit: the task stays unfinished, nothing half-written is served or
-    left behind; once there is space it completes, is served whole, and is paid once."""
+@contextlib.contextmanager
+def mirroring_into_full_folder(tmp_path, folder, **env_extra: str):
+    """A server whose blob folder is `folder`, and one task whose result did not fit there:
+    (server, database url, task id), once the server has logged the full disk."""
     url, cleanup = fresh_database_url(tmp_path)
-    env = server_env(tmp_path / "data", url, VIDGATE_BLOB_URL=str(small_tmpfs))
+    env = server_env(tmp_path / "data", url, VIDGATE_BLOB_URL=str(folder), **env_extra)
     server = None
     try:
         server = start_server(env, key=limited_key(env))
         task_id = create(server, 0)
         wait_for(lambda: "No space left on device" in server.log(), timeout=120,
                  what="the mirror to run out of space")
+        yield server, url, task_id
+    finally:
+        if server is not None:
+            server.stop()
+        cleanup()
+
+
+def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
+    """The result does not fit: the task stays unfinished, nothing half-written is served or
+    left behind; once there is space it completes, is served whole, and is paid once."""
+    with mirroring_into_full_folder(tmp_path, small_tmpfs) as (server, url, task_id):
         video = statuses(server, [task_id])[task_id]
         assert video["status"] == "in_progress", video
         r = httpx.get(f"{server.api}/videos/{task_id}/content", headers=server.headers())
@@ -291,10 +315,24 @@ def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
         server.stop()
         assert_money_and_tasks(url, [task_id])
         assert not list(Path(small_tmpfs).rglob("*.part"))
-    finally:
-        if server is not None:
-            server.stop()
-        cleanup()
+
+
+def test_blob_folder_full_past_the_deadline(tmp_path, small_tmpfs):
+    """The result never fits: at its deadline the task fails with `internal_error` (the
+    failure was ours, not the provider's: no `timeout`), its hold is released, and nothing
+    half-written is left or served."""
+    with mirroring_into_full_folder(tmp_path, small_tmpfs, VIDGATE_TASK_DEADLINE_SECONDS="40"
+                                    ) as (server, url, task_id):
+        done = wait_for(lambda: all_finished(server, [task_id]), timeout=120,
+                        what="the task to end at its deadline")
+        video = done[task_id]
+        assert (video["status"], video["error"]["code"]) == ("failed", "internal_error"), video
+        assert video["url"] is None
+        r = httpx.get(f"{server.api}/videos/{task_id}/content", headers=server.headers())
+        assert r.status_code in (400, 404, 409), (r.status_code, r.text[:200])
+        assert [p for p in small_tmpfs.rglob("*") if p.is_file()] == []
+        server.stop()
+        assert_money_and_tasks(url, [task_id])  # held once, refunded once, costs nothing
 
 
 def test_huge_upstream_bodies_are_bounded(tmp_path, fake_world, sample_media):

@@ -23,6 +23,7 @@ from .api import (
     families,
     files,
     models,
+    openapi,
     ops,
     pages,
     videos,
@@ -130,9 +131,12 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     readiness = Readiness(db, blobs, engine.loop_age if engine else None,
                           max_loop_age=max(30.0, 20 * settings.engine_tick_seconds))
     scrape = Scrape(db, router.publish if engine else None)
+    watch = TaskWatch(service.get)
+    if engine is not None:
+        engine.on_change = watch.wake
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
                         db.keys, janitor, KeyCache(settings.key_cache_seconds), router,
-                        TaskWatch(service.get), readiness, scrape, intake,
+                        watch, readiness, scrape, intake,
                         DerivedVideos(service, router),
                         CharacterService(db.characters, blobs, router))
     return services, backends
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
                   redoc_url=None)  # pages.install serves them from the package
     api.state.services = services
     api_errors.install(api)
+    openapi.install(api)
     api.include_router(families.router)
     api.include_router(events.router)
     api.include_router(derived.router)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import shutil
 import time
@@ -37,6 +38,7 @@ from ..domain import (
     COMPLETED,
     EXTEND,
     FAILED,
+    INTERNAL_ERROR,
     TIMEOUT,
     UPSTREAM_ERROR,
     Task,
@@ -59,6 +61,11 @@ _POLL_OUTCOMES = {COMPLETED: "completed", FAILED: "failed"}
 ERROR_RETRY = (1.0, 30.0)
 WITHDRAW_ATTEMPTS = 4  # tries of an upstream cancel before it is given up
 WITHDRAW_BACKOFF = 0.25  # seconds before the second try; doubled after each
+# A submit whose answer was lost, on a channel that takes an idempotency key, is tried again
+# on that channel only (task params `resubmit_to`), up to this many lost answers; then the
+# task may move on, leaving a job that channel may have made unseen.
+PINNED_SUBMITS = 3
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)  # a blob write that failed for want of space
 
 
 class Steps:
@@ -67,6 +74,7 @@ class Steps:
     def __init__(self, db: Database, blobs: BlobStore, router: Router, finalizer: Finalizer,
                  *, worker_id: str, work_dir: Path, fetch_retries: int,
                  hand_back: Callable[[Task, float], None],
+                 changed: Callable[[str], None] = lambda _task_id: None,
                  callbacks: CallbackUrls | None = None) -> None:
         self.leases = db.leases
         self.tasks = db.tasks
@@ -77,6 +85,7 @@ class Steps:
         self.work_dir = work_dir
         self.fetch_retries = fetch_retries
         self._hand_back = hand_back  # the engine writes it back at its next flush
+        self._changed = changed  # a task's progress or ending was written (its watchers)
         self.callbacks = callbacks or CallbackUrls(None, b"")
 
     async def run(self, task: Task) -> None:
@@ -136,6 +145,9 @@ class Steps:
                      CHARACTERS if job.character else None)
         if operation == EXTEND and not self.router.can_route(job.request, False, EXTEND):
             job, only, operation = await self._continuation(job), job.source.channel, None
+        pinned = task.params.get("resubmit_to") or {}
+        if pinned.get("lost", 0) < PINNED_SUBMITS and self.router.get(pinned.get("channel")):
+            only = pinned["channel"]
         for channel in self.router.order(job.request, only=only, image=job.reference is not None,
                                          operation=operation):
             if not self.router.reserve(channel):
@@ -149,10 +161,16 @@ class Steps:
                 upstream_id = await channel.backend.submit(offer)
             except SubmitRefused as exc:
                 self.router.refused(channel)
-                await self._give_place(task, channel)
                 if exc.retry_after is not None:
                     hints.append(exc.retry_after)
                 log.info("channel %s refused %s: %s", channel.name, task.id, exc.message)
+                if exc.answer_lost and channel.backend.idempotent_submit:
+                    # the job may exist there; only the same key on the same channel finds
+                    # it again, another channel would leave it running (and billed) unseen.
+                    # It keeps its place in the channel's cap meanwhile.
+                    await self._pin(task, channel.name)
+                    break
+                await self._give_place(task, channel)
                 continue
             except UpstreamFailed:
                 self.router.answered(channel, accepted=False)
@@ -197,6 +215,14 @@ class Steps:
         if channel.config.max_in_flight is not None:
             await self.leases.free_slot(task.id, self.worker_id)
 
+    async def _pin(self, task: Task, channel_name: str) -> None:
+        """Keep the next submits of `task` on the channel that may hold its job."""
+        pinned = task.params.get("resubmit_to") or {}
+        lost = pinned.get("lost", 0) + 1 if pinned.get("channel") == channel_name else 1
+        params = {**task.params, "resubmit_to": {"channel": channel_name, "lost": lost}}
+        if await self.leases.update_leased(task.id, self.worker_id, params=params):
+            task.params = params
+
     async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
         values: dict = {"backend": channel.name, "upstream_id": upstream_id}
         if channel.config.deadline_seconds is not None:
@@ -236,7 +262,8 @@ class Steps:
                                                            waiting=True))
                 return
             if changed:
-                await self.leases.update_leased(task.id, self.worker_id, **changed)
+                if await self.leases.update_leased(task.id, self.worker_id, **changed):
+                    self._changed(task.id)
             await asyncio.sleep(backend.poll_interval)
             if await self.tasks.cancel_requested(task.id):
                 await self._cancel(task, channel, job)
@@ -266,15 +293,32 @@ class Steps:
         except TransientError as exc:
             await self._release(task, self._poll_delay(task, channel, exc.retry_after))
             return
+        except OSError as exc:
+            if exc.errno not in STORAGE_FULL:
+                raise
+            await self._storage_full(task, exc)
+            return
         finally:
             self._drop_work_dir(task)
         if won:
+            self._changed(task.id)
             metrics.completion_lag.labels(channel.name).observe(time.monotonic() - seen_at)
             metrics.task_ended(task.model, channel.name, None)
             log.info("task %s completed on %s", task.id, channel.name)
             self.router.finished(channel.name)
         else:  # cancelled meanwhile: let the next claim record that
             await self._release(task, delay=0)
+
+    async def _storage_full(self, task: Task, exc: OSError) -> None:
+        """The provider's result is ready but does not fit in our storage: try again later,
+        and remember that the reason is ours, so that the deadline fails the task with
+        `internal_error`, not `timeout`."""
+        log.warning("task %s: the result could not be stored, will retry: %s", task.id, exc)
+        if not task.params.get("storage_full"):
+            params = {**task.params, "storage_full": True}
+            if await self.leases.update_leased(task.id, self.worker_id, params=params):
+                task.params = params
+        await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
 
     async def _result_unavailable(self, task: Task, channel: Channel,
                                   exc: ResultUnavailable) -> None:
@@ -389,6 +433,7 @@ class Steps:
             lease_owner=None, lease_until=None,
         )
         if done:
+            self._changed(task.id)
             metrics.task_ended(task.model, task.backend if task.upstream_id else None, code)
             log.info("task %s ended: %s", task.id, code)
             if task.upstream_id:
@@ -415,6 +460,10 @@ class Steps:
 
     async def _timeout(self, task: Task, channel: Channel | None, job: Job) -> None:
         await self._withdraw(channel, job)
+        if task.params.get("storage_full"):
+            await self._fail(task, INTERNAL_ERROR, "The finished video could not be stored "
+                             "before the task's deadline (the gateway's storage is full).")
+            return
         await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
 
     async def _cancel(self, task: Task, channel: Channel | None, job: Job) -> None:
