@@ -1,4 +1,4 @@
-"""The store's single copies: statements compiled once for the SQLite fast path, conversions
+"""The store's single copies: statements compiled once for the fast paths, conversions
 taken from the schema, one hold-and-concurrency rule, one answer about revoked keys."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from vidgate.errors import ApiError
 from vidgate.store import admission
 from vidgate.store import tasks as tasks_store
 from vidgate.store.admission import ConcurrencyLimitReached
+from vidgate.store.compiled import compile_sqlite
 from vidgate.store.database import Database
 from vidgate.store.keys import hash_key
 from vidgate.store.ledger import InsufficientBalance
@@ -31,14 +32,21 @@ def _task(owner: str, hold: int = 0, **extra) -> Task:
 
 def test_conversions_come_from_the_column_types():
     insert = admission.SQLITE[admission.INSERT_TASK]
-    converted = {name for name, _ in insert.to_sql}
+    converted = {name for name, _ in insert.to_db}
     assert {"params", "cancel_requested"} <= converted
     assert not {"id", "prompt", "status"} & converted
     row = insert.params({**{n: None for n in insert.names}, "params": {"a": [1]},
                          "cancel_requested": True})
     assert row["params"] == '{"a": [1]}' and row["cancel_requested"] == 1
-    read = tasks_store._SQLITE[tasks_store.TASK_BY_ID]
-    assert {name for name, _ in read.from_sql} == {"params", "cancel_requested"}
+    read = compile_sqlite(tasks_store.TASK_BY_ID)
+    assert {name for name, _ in read.from_db} == {"params", "cancel_requested"}
+    # asyncpg: JSON written as text by the column's type, booleans and JSON read natively
+    pg_insert = admission.POSTGRES[admission.INSERT_TASK]
+    args = pg_insert.args({**{n: None for n in pg_insert.names}, "params": {"a": [1]},
+                           "cancel_requested": True})
+    assert args[pg_insert.order.index("params")] == '{"a": [1]}'
+    assert args[pg_insert.order.index("cancel_requested")] is True
+    assert pg_insert.sql.count("$") == len(pg_insert.order)
 
 
 async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch):
@@ -47,7 +55,10 @@ async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch)
     try:
         key, _ = await db.create_key("fast", balance_micro=10, max_concurrent=5,
                                      allowed_models=["sora-2"])
-        # from here on, neither SQLAlchemy's compiler nor its engine may be used
+        # each read statement is compiled at its first use...
+        assert await db.get_task("task_none", key.id) is None
+        assert await db.get_key("key_none") is None
+        # ...and from here on, neither SQLAlchemy's compiler nor its engine may be used
         def refuse(*_args, **_kwargs):
             raise AssertionError("the SQLite fast path went through SQLAlchemy")
 

@@ -15,9 +15,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .sqlite_compiled import SqliteStatement
+from .compiled import Compiled, compile_sqlite
 
 
 def sqlite_file(url: str) -> str | None:
@@ -40,6 +41,7 @@ class SqliteRows:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._compiled: dict[sa.Executable, Compiled] = {}
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -52,11 +54,14 @@ class SqliteRows:
                 self._opened.append(conn)
         return conn
 
-    def one(self, stmt: SqliteStatement, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The first row of a compiled SELECT as {column: value}, converted as SQLAlchemy
-        converts it (sqlite_compiled)."""
-        row = self._connection().execute(stmt.sql, stmt.params(values)).fetchone()
-        return None if row is None else stmt.row(row)
+    async def one(self, stmt: sa.Select, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row of `stmt` (compiled once) as {column: value}, converted as
+        SQLAlchemy converts it (compiled.py). Runs right here, on the event loop."""
+        compiled = self._compiled.get(stmt)
+        if compiled is None:
+            compiled = self._compiled[stmt] = compile_sqlite(stmt)
+        row = self._connection().execute(compiled.sql, compiled.params(values)).fetchone()
+        return None if row is None else compiled.row(row)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,154 @@
+"""The hot statements on PostgreSQL, on a plain `asyncpg` pool: one-row reads and new tasks.
+
+Through SQLAlchemy's async adapter a status read on PostgreSQL was three round trips (the
+adapter's BEGIN, the SELECT, the ROLLBACK when the connection went back to the pool) plus
+the adapter's layers on the event loop; a create was six. Here a read is the same Core
+statement, compiled once for asyncpg (compiled.py), run as a prepared statement (asyncpg
+prepares each SQL text once per connection and keeps it, `statement_cache_size`) with no
+transaction around it: one round trip. A create is its admission (admission.admit) inside
+one transaction. JSON columns are decoded by a codec set once per connection (orjson), so a
+row comes back converted as SQLAlchemy would convert it.
+
+The rules of the SQLAlchemy path hold here too: a read whose pooled connection turns out to
+be dead (server restarted, `pg_terminate_backend`) runs once more on a fresh connection;
+writes are never retried; a database out of reach raises `ConnectionLost`, a
+`ConnectionError`, which `database.is_unreachable` turns into the API's 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from .compiled import JSON_DESERIALIZER, POSTGRES, Compiled, compile_for
+
+T = TypeVar("T")
+
+# Errors that say the connection, not the statement, failed: the server went away or
+# refuses connections for now (shutting down, starting up, out of connection slots).
+_UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+                asyncpg.exceptions.CannotConnectNowError,
+                asyncpg.exceptions.TooManyConnectionsError)
+
+
+class ConnectionLost(ConnectionError):
+    """PostgreSQL could not be reached, or the connection died under a statement."""
+
+
+def asyncpg_dsn(url: str) -> str:
+    """`postgresql+asyncpg://...` as asyncpg's own `postgresql://...`."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _set_codecs(conn: asyncpg.Connection) -> None:
+    # As SQLAlchemy's asyncpg dialect sets them (binary format, text written by the JSON
+    # column's own bind processor), with orjson, which takes the bytes as they come.
+    await conn.set_type_codec("json", schema="pg_catalog", format="binary",
+                              encoder=str.encode, decoder=JSON_DESERIALIZER)
+    await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
+                              encoder=lambda text: b"\x01" + text.encode(),
+                              decoder=lambda data: JSON_DESERIALIZER(data[1:]))
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Nothing on this pool changes session state, so a connection goes back as it is
+    (asyncpg's default reset is one more round trip per use)."""
+
+
+class PgDirect:
+    """A pool of its own (up to `max_size` connections, opened on first use) for the hot
+    statements; everything else stays on SQLAlchemy's pool."""
+
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self.dsn = asyncpg_dsn(url)
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: asyncio.Lock | None = None
+        self._compiled: dict[sa.Executable, Compiled] = {}
+
+    async def one(self, stmt: sa.Select, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row of `stmt` as {column: value}, or None; one round trip."""
+        pool = await self._pool_here()
+        for last in (False, True):
+            try:
+                async with pool.acquire() as conn:
+                    compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
+                    found = await conn.fetchrow(compiled.sql, *compiled.args(values))
+                    return None if found is None else compiled.row(found)
+            except _UNREACHABLE as exc:
+                # The pool's other idle connections most likely died with this one (a
+                # restart): replace them all, as SQLAlchemy invalidates its pool.
+                pool.expire_connections()
+                if last or not _broken_connection(exc):
+                    raise ConnectionLost(str(exc)) from exc
+            except asyncpg.InterfaceError as exc:
+                if last or "closed" not in str(exc):
+                    raise
+                pool.expire_connections()
+        raise AssertionError("unreachable")
+
+    async def write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`work(conn)` inside one transaction, never retried: a connection lost midway
+        raises ConnectionLost and the caller cannot know whether it was committed."""
+        pool = await self._pool_here()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except _UNREACHABLE as exc:
+            pool.expire_connections()
+            raise ConnectionLost(str(exc)) from exc
+        except asyncpg.InterfaceError as exc:
+            if "closed" not in str(exc):
+                raise
+            pool.expire_connections()
+            raise ConnectionLost(str(exc)) from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if self._loop is asyncio.get_running_loop():
+                await pool.close()
+            else:
+                pool.terminate()
+
+    async def _pool_here(self) -> asyncpg.Pool:
+        """The pool of the running event loop (asyncpg's connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._loop is loop:
+            return self._pool
+        if self._opening is None or self._loop is not loop:
+            self._opening, self._loop = asyncio.Lock(), loop
+            if self._pool is not None:
+                self._pool.terminate()  # left by an earlier loop, which cannot close it now
+                self._pool = None
+        async with self._opening:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=0, max_size=self.max_size, init=_set_codecs,
+                        reset=_no_reset)
+                except _UNREACHABLE as exc:
+                    raise ConnectionLost(str(exc)) from exc
+        return self._pool
+
+    async def _compile(self, conn: asyncpg.Connection, stmt: sa.Select) -> Compiled:
+        """Compile `stmt` once; its numbers are converted by the column types PostgreSQL
+        reports for its result, as SQLAlchemy converts them by the cursor's description."""
+        prepared = await conn.prepare(str(stmt.compile(dialect=POSTGRES)))
+        coltypes = [attr.type.oid for attr in prepared.get_attributes()]
+        compiled = self._compiled[stmt] = compile_for(POSTGRES, stmt, coltypes=coltypes)
+        return compiled
+
+
+def _broken_connection(exc: BaseException) -> bool:
+    """A statement that failed because its connection died (worth a retry on a fresh one),
+    not because no connection could be made at all."""
+    return isinstance(exc, (asyncpg.PostgresConnectionError, ConnectionResetError,
+                            asyncpg.exceptions.AdminShutdownError))
