@@ -28,6 +28,7 @@ from .compiled import JSON_DESERIALIZER
 from .keys import Keys
 from .leases import Leases
 from .pg_direct import PgDirect
+from .pg_writes import PgTaskWriter
 from .sqlite_reads import SqliteRows, sqlite_file
 from .sqlite_writes import SqliteTaskWriter
 from .tasks import Tasks
@@ -57,13 +58,15 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # On an SQLite file, one-row reads skip the async adapter (see sqlite_reads),
         # and new tasks are written in batches by one thread (see sqlite_writes); on
-        # PostgreSQL both run on asyncpg's own pool (see pg_direct).
+        # PostgreSQL reads run on asyncpg's own pool (see pg_direct) and new tasks are
+        # batched on it (see pg_writes).
         path = sqlite_file(url) if self.is_sqlite else None
         self._rows: SqliteRows | PgDirect | None = SqliteRows(path) if path else None
-        self._writer: SqliteTaskWriter | PgDirect | None = (
+        self._writer: SqliteTaskWriter | PgTaskWriter | None = (
             SqliteTaskWriter(path) if path else None)
         if url.startswith("postgresql+asyncpg"):
-            self._rows = self._writer = PgDirect(url)
+            direct = PgDirect(url)
+            self._rows, self._writer = direct, PgTaskWriter(direct)
         self.keys = Keys(self.engine, self._rows)
         self.tasks = Tasks(self.engine, self._rows, self._writer)
         self.leases = Leases(self.engine, charge_overage=charge_overage)

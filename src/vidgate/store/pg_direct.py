@@ -29,12 +29,11 @@ from .compiled import JSON_DESERIALIZER, POSTGRES, Compiled, compile_for
 
 T = TypeVar("T")
 
-# Errors that say the connection, not the statement, failed: the server went away or
-# refuses connections for now (shutting down, starting up, out of connection slots).
-_UNREACHABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-                asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
-                asyncpg.exceptions.CannotConnectNowError,
-                asyncpg.exceptions.TooManyConnectionsError)
+# What asyncpg raises when no connection can be made: nothing listens, the server is
+# starting or shutting down, or it has no connection slot left.
+_CANNOT_CONNECT = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                   asyncpg.exceptions.OperatorInterventionError,
+                   asyncpg.exceptions.TooManyConnectionsError)
 
 
 class ConnectionLost(ConnectionError):
@@ -79,19 +78,22 @@ class PgDirect:
         for last in (False, True):
             try:
                 async with pool.acquire() as conn:
-                    compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
-                    found = await conn.fetchrow(compiled.sql, *compiled.args(values))
-                    return None if found is None else compiled.row(found)
-            except _UNREACHABLE as exc:
-                # The pool's other idle connections most likely died with this one (a
-                # restart): replace them all, as SQLAlchemy invalidates its pool.
-                pool.expire_connections()
-                if last or not _broken_connection(exc):
-                    raise ConnectionLost(str(exc)) from exc
-            except asyncpg.InterfaceError as exc:
-                if last or "closed" not in str(exc):
-                    raise
-                pool.expire_connections()
+                    try:
+                        compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
+                        found = await conn.fetchrow(compiled.sql, *compiled.args(values))
+                    except Exception as exc:
+                        if not _dead(conn):
+                            raise
+                        lost = exc
+                    else:
+                        return None if found is None else compiled.row(found)
+            except _CANNOT_CONNECT as exc:
+                raise ConnectionLost(str(exc)) from exc
+            # The pool's other idle connections most likely died with this one (a
+            # restart): replace them all, as SQLAlchemy invalidates its pool.
+            await pool.expire_connections()
+            if last:
+                raise ConnectionLost(str(lost)) from lost
         raise AssertionError("unreachable")
 
     async def write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -99,16 +101,18 @@ class PgDirect:
         raises ConnectionLost and the caller cannot know whether it was committed."""
         pool = await self._pool_here()
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
-        except _UNREACHABLE as exc:
-            pool.expire_connections()
+            async with pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        return await work(conn)
+                except Exception as exc:
+                    if not _dead(conn):
+                        raise
+                    lost = exc
+        except _CANNOT_CONNECT as exc:
             raise ConnectionLost(str(exc)) from exc
-        except asyncpg.InterfaceError as exc:
-            if "closed" not in str(exc):
-                raise
-            pool.expire_connections()
-            raise ConnectionLost(str(exc)) from exc
+        await pool.expire_connections()
+        raise ConnectionLost(str(lost)) from lost
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -134,7 +138,7 @@ class PgDirect:
                     self._pool = await asyncpg.create_pool(
                         self.dsn, min_size=0, max_size=self.max_size, init=_set_codecs,
                         reset=_no_reset)
-                except _UNREACHABLE as exc:
+                except _CANNOT_CONNECT as exc:
                     raise ConnectionLost(str(exc)) from exc
         return self._pool
 
@@ -147,8 +151,10 @@ class PgDirect:
         return compiled
 
 
-def _broken_connection(exc: BaseException) -> bool:
-    """A statement that failed because its connection died (worth a retry on a fresh one),
-    not because no connection could be made at all."""
-    return isinstance(exc, (asyncpg.PostgresConnectionError, ConnectionResetError,
-                            asyncpg.exceptions.AdminShutdownError))
+def _dead(conn: Any) -> bool:
+    """Whether a statement failed because its connection died (as SQLAlchemy's asyncpg
+    dialect decides it: the connection is closed afterwards), not because of the statement."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # the pool already took back the connection that died
+        return True

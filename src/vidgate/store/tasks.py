@@ -2,7 +2,8 @@
 
 On an SQLite file, one-task reads run the compiled statement on a plain `sqlite3` connection
 on the event loop (sqlite_reads) and inserts go to the group-commit thread (sqlite_writes);
-on PostgreSQL both run on a plain asyncpg pool (pg_direct); elsewhere, and for everything
+on PostgreSQL reads run on a plain asyncpg pool (pg_direct) and inserts are batched on it
+too (pg_writes); elsewhere, and for everything
 else, the same statements run through SQLAlchemy.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..domain import Task
 from . import admission
 from .pg_direct import PgDirect
+from .pg_writes import PgTaskWriter
 from .schema import task_events, tasks
 from .sqlite_reads import SqliteRows
 from .sqlite_writes import SqliteTaskWriter
@@ -58,10 +60,10 @@ _RECENT_COLUMNS = (tasks.c.id, tasks.c.owner_id, tasks.c.family, tasks.c.model, 
 
 class Tasks:
     def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None,
-                 writer: SqliteTaskWriter | PgDirect | None = None) -> None:
+                 writer: SqliteTaskWriter | PgTaskWriter | None = None) -> None:
         self.engine = engine
         self._rows = rows      # the fast path's one-row reads, when there is one
-        self._writer = writer  # and its writer of new tasks
+        self._writer = writer  # and its group-commit writer of new tasks
 
     async def insert(self, task: Task, *, max_concurrent: int | None = None
                      ) -> tuple[Task, bool]:
@@ -73,11 +75,8 @@ class Tasks:
         """
         row = task_row(task)
         try:
-            if isinstance(self._writer, SqliteTaskWriter):
+            if self._writer is not None:
                 await self._writer.insert(row, max_concurrent)
-            elif self._writer is not None:
-                await self._writer.write(
-                    lambda conn: admission.run_asyncpg(conn, row, max_concurrent))
             else:
                 async with self.engine.begin() as conn:
                     await admission.run_async(conn, row, max_concurrent)
