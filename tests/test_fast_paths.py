@@ -13,11 +13,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from support import TEST_DB, await_for
+from support import TEST_DB, await_for, make_task
 from tcp_proxy import TcpProxy
 from vidgate.app import create_app
 from vidgate.config import Settings
-from vidgate.domain import QUEUED, Task, new_task_id
+from vidgate.store.characters import OF_OWNER, Character
 from vidgate.store.database import Database, is_unreachable
 from vidgate.store.keys import hash_key, key_from_mapping
 from vidgate.store.ledger import InsufficientBalance
@@ -27,14 +27,6 @@ from vidgate.store.schema import api_keys, tasks
 from vidgate.store.sqlite_reads import SqliteRows
 from vidgate.store.sqlite_writes import SqliteTaskWriter
 from vidgate.store.tasks import task_from_row
-
-
-def _task(owner: str, hold: int = 0, **extra) -> Task:
-    now = time.time()
-    return Task(id=new_task_id(), owner_id=owner, family="videos", model="sora-2",
-                prompt="p", width=1280, height=720, seconds=4, seed=0, status=QUEUED,
-                progress=0, created_at=int(now), status_updated_at=int(now),
-                deadline_at=now + 3600.25, next_poll_at=now, hold_micro=hold, **extra)
 
 
 def needs_postgresql() -> None:
@@ -56,8 +48,8 @@ async def test_the_fast_path_reads_what_sqlalchemy_reads(db):
     assert (type(db._rows), type(db._writer)) == fast  # the path under test is taken
     key, secret = await db.create_key("fast", allowed_models=["sora-2", "sora-2-pro"],
                                       max_concurrent=3)
-    plain = _task(key.id)  # NULLs everywhere they may be, false booleans, empty JSON
-    rich = _task(key.id, params={"metadata": {"k": "v", "n": [1, 2.5, None]}, "x": True},
+    plain = make_task(key.id)  # NULLs everywhere they may be, false booleans, empty JSON
+    rich = make_task(key.id, params={"metadata": {"k": "v", "n": [1, 2.5, None]}, "x": True},
                  idempotency_key="idem-1", cancel_requested=True)
     for task in (plain, rich):
         assert (await db.tasks.insert(task, max_concurrent=3))[1]
@@ -87,6 +79,17 @@ async def test_the_fast_path_reads_what_sqlalchemy_reads(db):
     assert (await db.get_key(key.id)).allowed_models == ["sora-2", "sora-2-pro"]
     assert (await db.get_key(key.id)).balance_micro is None
     assert await db.key_for_hash(hash_key("sk-vg-nobody")) is None
+    for n, upstreams in enumerate(({}, {"kling": "up-1", "fal": "up-2"})):
+        await db.characters.insert(Character(id=f"char_{n}", owner_id=key.id, name=f"c{n}",
+                                             created_at=100 + n, clip_key=f"clips/{n}.mp4",
+                                             upstreams=upstreams))
+    found = await db.characters.of_owner(key.id)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(OF_OWNER, {"owner_id": key.id})).all()
+    assert found == [Character(**r._mapping) for r in rows]
+    assert [c.id for c in found] == ["char_1", "char_0"]  # newest first
+    assert found[0].upstreams == {"kling": "up-1", "fal": "up-2"}
+    assert await db.characters.of_owner("key_nobody") == []
 
 
 async def test_creates_waiting_together_are_refused_one_by_one(db):
@@ -94,9 +97,9 @@ async def test_creates_waiting_together_are_refused_one_by_one(db):
     Idempotency-Key on two of them: five are written, the reused key gives back the first
     task, the rest are refused, and the balance agrees with the ledger."""
     key, _ = await db.create_key("batch", balance_micro=5)
-    first = _task(key.id, hold=1, idempotency_key="same")
-    again = _task(key.id, hold=1, idempotency_key="same")
-    others = [_task(key.id, hold=1) for _ in range(8)]
+    first = make_task(key.id, hold=1, idempotency_key="same")
+    again = make_task(key.id, hold=1, idempotency_key="same")
+    others = [make_task(key.id, hold=1) for _ in range(8)]
     outcomes = await asyncio.gather(
         *(db.tasks.insert(t) for t in (first, again, *others)), return_exceptions=True)
     assert outcomes[0] == (first, True)
@@ -149,7 +152,7 @@ class KillsItsConnection:
 async def test_a_read_whose_connection_died_runs_once_more(db, database_url, monkeypatch):
     needs_postgresql()
     key, _ = await db.create_key("retry")
-    task = _task(key.id)
+    task = make_task(key.id)
     await db.tasks.insert(task)
     assert await db.get_task(task.id) is not None  # compiled, and the pool has a connection
     killer = KillsItsConnection(monkeypatch, database_url)
@@ -164,10 +167,10 @@ async def test_a_read_whose_connection_died_runs_once_more(db, database_url, mon
 async def test_a_create_whose_connection_died_is_not_retried(db, database_url, monkeypatch):
     needs_postgresql()
     key, _ = await db.create_key("no retry", balance_micro=10)
-    await db.tasks.insert(_task(key.id, hold=1))  # the pool has a connection
+    await db.tasks.insert(make_task(key.id, hold=1))  # the pool has a connection
     killer = KillsItsConnection(monkeypatch, database_url)
     with pytest.raises(ConnectionLost) as lost:
-        await db.tasks.insert(_task(key.id, hold=1))
+        await db.tasks.insert(make_task(key.id, hold=1))
     assert is_unreachable(lost.value)
     assert len(killer.pids) == 1  # tried once, on the connection that died
     async with db.engine.connect() as conn:

@@ -3,13 +3,12 @@ taken from the schema, one hold-and-concurrency rule, one answer about revoked k
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 
+from support import make_task
 from vidgate.catalog import RawVideoRequest
-from vidgate.domain import QUEUED, ApiKey, Task, new_task_id
+from vidgate.domain import ApiKey
 from vidgate.errors import ApiError
 from vidgate.store import admission
 from vidgate.store import tasks as tasks_store
@@ -20,14 +19,6 @@ from vidgate.store.keys import hash_key
 from vidgate.store.ledger import InsufficientBalance
 from vidgate.store.schema import tasks
 from vidgate.store.tasks import task_from_row
-
-
-def _task(owner: str, hold: int = 0, **extra) -> Task:
-    now = time.time()
-    return Task(id=new_task_id(), owner_id=owner, family="videos", model="sora-2",
-                prompt="p", width=1280, height=720, seconds=4, seed=0, status=QUEUED,
-                progress=0, created_at=int(now), status_updated_at=int(now),
-                deadline_at=now + 3600, next_poll_at=now, hold_micro=hold, **extra)
 
 
 def test_conversions_come_from_the_column_types():
@@ -66,7 +57,7 @@ async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch)
             patched.setattr(sa.sql.compiler.SQLCompiler, "__init__", refuse)
             patched.setattr(type(db.engine), "connect", refuse)
             patched.setattr(type(db.engine), "begin", refuse)
-            task = _task(key.id, hold=4, params={"metadata": {"k": "v"}})
+            task = make_task(key.id, hold=4, params={"metadata": {"k": "v"}})
             assert (await db.tasks.insert(task, max_concurrent=5))[1]
             got = await db.get_task(task.id, key.id)
             found = await db.get_key(key.id)
@@ -87,10 +78,10 @@ async def test_one_exception_per_refusal_on_every_writer(database_url):
     try:
         key, _ = await db.create_key("refused", balance_micro=5)
         with pytest.raises(InsufficientBalance):
-            await db.tasks.insert(_task(key.id, hold=6))
-        assert (await db.tasks.insert(_task(key.id, hold=5), max_concurrent=1))[1]
+            await db.tasks.insert(make_task(key.id, hold=6))
+        assert (await db.tasks.insert(make_task(key.id, hold=5), max_concurrent=1))[1]
         with pytest.raises(ConcurrencyLimitReached) as refused:
-            await db.tasks.insert(_task(key.id, hold=0), max_concurrent=1)
+            await db.tasks.insert(make_task(key.id, hold=0), max_concurrent=1)
         assert refused.value.active == 1
         assert (await db.get_key(key.id)).balance_micro == 0
         assert await db.keys.ledger_sum(key.id) == 0

@@ -10,7 +10,7 @@ compiled once for `sqlite3` and for asyncpg.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -88,8 +88,9 @@ def admit(row: Mapping[str, Any], max_concurrent: int | None
     yield INSERT_TASK, row
 
 
-async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
-                    max_concurrent: int | None) -> None:
+async def _drive(row: Mapping[str, Any], max_concurrent: int | None,
+                 execute: Callable[[sa.Executable, Mapping[str, Any]], Awaitable[Any]]) -> None:
+    """Run `admit`'s statements one after another with `execute` (-> the first row)."""
     steps = admit(row, max_concurrent)
     answer = None
     while True:
@@ -97,21 +98,25 @@ async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
             stmt, params = steps.send(answer)
         except StopIteration:
             return
+        answer = await execute(stmt, params)
+
+
+async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
+                    max_concurrent: int | None) -> None:
+    async def execute(stmt: sa.Executable, params: Mapping[str, Any]) -> Any:
         result = await conn.execute(stmt, params)
-        answer = result.first() if result.returns_rows else None
+        return result.first() if result.returns_rows else None
+
+    await _drive(row, max_concurrent, execute)
 
 
 async def run_asyncpg(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:
     """The same on an asyncpg connection, inside the caller's transaction."""
-    steps = admit(row, max_concurrent)
-    answer = None
-    while True:
-        try:
-            stmt, params = steps.send(answer)
-        except StopIteration:
-            return
+    async def execute(stmt: sa.Executable, params: Mapping[str, Any]) -> Any:
         compiled = POSTGRES[stmt]
-        answer = await conn.fetchrow(compiled.sql, *compiled.args(params))
+        return await conn.fetchrow(compiled.sql, *compiled.args(params))
+
+    await _drive(row, max_concurrent, execute)
 
 
 def run_sqlite(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:

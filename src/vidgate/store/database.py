@@ -70,7 +70,7 @@ class Database:
         self.keys = Keys(self.engine, self._rows)
         self.tasks = Tasks(self.engine, self._rows, self._writer)
         self.leases = Leases(self.engine, charge_overage=charge_overage)
-        self.characters = Characters(self.engine)
+        self.characters = Characters(self.engine, self._rows)
 
     async def close(self) -> None:
         if isinstance(self._writer, SqliteTaskWriter):

@@ -1,4 +1,5 @@
-"""The hot statements on PostgreSQL, on a plain `asyncpg` pool: one-row reads and new tasks.
+"""The hot statements on PostgreSQL, on a plain `asyncpg` pool: the reads of a status read
+and of a create, and new tasks (pg_writes).
 
 Through SQLAlchemy's async adapter a status read on PostgreSQL was three round trips (the
 adapter's BEGIN, the SELECT, the ROLLBACK when the connection went back to the pool) plus
@@ -74,19 +75,30 @@ class PgDirect:
 
     async def one(self, stmt: sa.Select, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row of `stmt` as {column: value}, or None; one round trip."""
+        found = await self._read(stmt, values, first=True)
+        return None if found is None else found[0]
+
+    async def all(self, stmt: sa.Select, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row of `stmt`, each as {column: value}; one round trip."""
+        return await self._read(stmt, values, first=False)
+
+    async def _read(self, stmt: sa.Select, values: Mapping[str, Any], *, first: bool
+                    ) -> list[dict[str, Any]] | None:
         pool = await self._pool_here()
         for last in (False, True):
             try:
                 async with pool.acquire() as conn:
                     try:
                         compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
-                        found = await conn.fetchrow(compiled.sql, *compiled.args(values))
+                        args = compiled.args(values)
+                        if first:
+                            found = await conn.fetchrow(compiled.sql, *args)
+                            return None if found is None else [compiled.row(found)]
+                        return [compiled.row(r) for r in await conn.fetch(compiled.sql, *args)]
                     except Exception as exc:
                         if not _dead(conn):
                             raise
                         lost = exc
-                    else:
-                        return None if found is None else compiled.row(found)
             except _CANNOT_CONNECT as exc:
                 raise ConnectionLost(str(exc)) from exc
             # The pool's other idle connections most likely died with this one (a

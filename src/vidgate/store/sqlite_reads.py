@@ -1,4 +1,5 @@
-"""One-row reads on SQLite through the standard library, on the calling thread.
+"""Small reads on SQLite (a task, a key, a key's characters) through the standard library,
+on the calling thread.
 
 A status read is one primary-key lookup. Through SQLAlchemy's async adapter and aiosqlite it
 costs a hop to aiosqlite's worker thread and back plus the adapter's layers: about half of a
@@ -57,11 +58,19 @@ class SqliteRows:
     async def one(self, stmt: sa.Select, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row of `stmt` (compiled once) as {column: value}, converted as
         SQLAlchemy converts it (compiled.py). Runs right here, on the event loop."""
-        compiled = self._compiled.get(stmt)
-        if compiled is None:
-            compiled = self._compiled[stmt] = compile_sqlite(stmt)
+        compiled = self._compiled.get(stmt) or self._compile(stmt)
         row = self._connection().execute(compiled.sql, compiled.params(values)).fetchone()
         return None if row is None else compiled.row(row)
+
+    async def all(self, stmt: sa.Select, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row of `stmt`, as `one` reads the first."""
+        compiled = self._compiled.get(stmt) or self._compile(stmt)
+        rows = self._connection().execute(compiled.sql, compiled.params(values)).fetchall()
+        return [compiled.row(row) for row in rows]
+
+    def _compile(self, stmt: sa.Select) -> Compiled:
+        compiled = self._compiled[stmt] = compile_sqlite(stmt)
+        return compiled
 
     def close(self) -> None:
         with self._lock:
