@@ -192,17 +192,19 @@ def _postgres_table(results: dict) -> list[str]:
     if pg.get("baseline"):
         lines += [f"Baseline: `{pg['baseline']}`.", ""]
     lines += ["| build | operation | clients | SQLite req/s | PostgreSQL req/s | PostgreSQL "
-              "/ SQLite | SQLite p50 / p99 ms | PostgreSQL p50 / p99 ms | errors |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "/ SQLite | vidgate CPU us/request, SQLite / PostgreSQL | SQLite p50 / p99 ms "
+              "| PostgreSQL p50 / p99 ms | errors |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for build, data in pg.get("builds", {}).items():
-        lite = data.get("sqlite", {}).get("ops", {})
-        for key, row in data.get("postgresql", {}).get("ops", {}).items():
+        lite, post = data.get("sqlite", {}), data.get("postgresql", {})
+        for key, row in post.get("ops", {}).items():
             op, conns = key.split("_c")
-            other = lite.get(key) or {}
+            other = lite.get("ops", {}).get(key) or {}
             ratio = (data.get("ratios") or {}).get(key)
+            cpu = [d.get("cpu_us_per_request", {}).get(key) for d in (lite, post)]
             lines.append(
                 f"| {build} | {op} | {conns} | {_num(other.get('rps'))} | {_num(row['rps'])} "
-                f"| **{_num(ratio and ratio * 100)}%** "
+                f"| **{_num(ratio and ratio * 100)}%** | {_num(cpu[0])} / {_num(cpu[1])} "
                 f"| {_num(other.get('p50_ms'), '{:.2f}')} / {_num(other.get('p99_ms'), '{:.2f}')}"
                 f" | {_num(row['p50_ms'], '{:.2f}')} / {_num(row['p99_ms'], '{:.2f}')} "
                 f"| {row['errors'] + other.get('errors', 0)} |")

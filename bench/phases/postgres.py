@@ -56,17 +56,20 @@ def _server(ctx: Context, upstream: Nginx, build: str, binary: Path | None, data
 
 def measure(ctx: Context, upstream: Nginx, build: str, binary: Path | None,
             postgres_url: str) -> dict:
-    """{database: {"ops": {op_cN: wrk result}}} for one build."""
+    """{database: {"ops": {op_cN: wrk result}, "cpu_us_per_request": {op_cN: us}}} for one
+    build."""
     out: dict = {}
     for database in DATABASES:
-        ops: dict = {}
+        found: dict = {"ops": {}, "cpu_us_per_request": {}}
         for role, op in (("serve", "status"), ("api", "create")):
             target = _server(ctx, upstream, build, binary, database, postgres_url, role)
             try:
-                ops.update(api.run(ctx, target, upstream, (op,))["ops"])
+                measured = api.run(ctx, target, upstream, (op,))
             finally:
                 target.stop()
-        out[database] = {"ops": ops}
+            for key in found:
+                found[key].update(measured[key])
+        out[database] = found
     return out
 
 

@@ -1,13 +1,13 @@
 """The hot statements on PostgreSQL, on a plain `asyncpg` pool: the reads of a status read
 and of a create, and new tasks (pg_writes).
 
-Through SQLAlchemy's async adapter a status read on PostgreSQL was three round trips (the
+Through SQLAlchemy's async adapter every read on PostgreSQL was three round trips (the
 adapter's BEGIN, the SELECT, the ROLLBACK when the connection went back to the pool) plus
-the adapter's layers on the event loop; a create was six. Here a read is the same Core
-statement, compiled once for asyncpg (compiled.py), run as a prepared statement (asyncpg
-prepares each SQL text once per connection and keeps it, `statement_cache_size`) with no
-transaction around it: one round trip. A create is its admission (admission.admit) inside
-one transaction. JSON columns are decoded by a codec set once per connection (orjson), so a
+the adapter's layers on the event loop, and a create made two such reads (its key, its
+characters) before its own transaction. Here a read is the same Core statement, compiled
+once for asyncpg (compiled.py), run as a prepared statement (asyncpg prepares each SQL text
+once per connection and keeps it, `statement_cache_size`) with no transaction around it:
+one round trip. JSON columns are decoded by a codec set once per connection (orjson), so a
 row comes back converted as SQLAlchemy would convert it.
 
 The rules of the SQLAlchemy path hold here too: a read whose pooled connection turns out to
@@ -56,9 +56,11 @@ async def _set_codecs(conn: asyncpg.Connection) -> None:
                               decoder=lambda data: JSON_DESERIALIZER(data[1:]))
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """Nothing on this pool changes session state, so a connection goes back as it is
-    (asyncpg's default reset is one more round trip per use)."""
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Nothing on this pool changes session state, so a connection goes back as it is, but
+    never inside a transaction (asyncpg's default reset is one more round trip per use)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 class PgDirect:
@@ -149,7 +151,7 @@ class PgDirect:
                 try:
                     self._pool = await asyncpg.create_pool(
                         self.dsn, min_size=0, max_size=self.max_size, init=_set_codecs,
-                        reset=_no_reset)
+                        reset=_reset)
                 except _CANNOT_CONNECT as exc:
                     raise ConnectionLost(str(exc)) from exc
         return self._pool
