@@ -38,7 +38,12 @@ _CANNOT_CONNECT = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionErro
 
 
 class ConnectionLost(ConnectionError):
-    """PostgreSQL could not be reached, or the connection died under a statement."""
+    """PostgreSQL could not be reached, or (`midway`) the connection died under a
+    statement."""
+
+    def __init__(self, message: str, *, midway: bool = False) -> None:
+        super().__init__(message)
+        self.midway = midway
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -86,47 +91,49 @@ class PgDirect:
 
     async def _read(self, stmt: sa.Select, values: Mapping[str, Any], *, first: bool
                     ) -> list[dict[str, Any]] | None:
-        pool = await self._pool_here()
-        for last in (False, True):
-            try:
-                async with pool.acquire() as conn:
-                    try:
-                        compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
-                        args = compiled.args(values)
-                        if first:
-                            found = await conn.fetchrow(compiled.sql, *args)
-                            return None if found is None else [compiled.row(found)]
-                        return [compiled.row(r) for r in await conn.fetch(compiled.sql, *args)]
-                    except Exception as exc:
-                        if not _dead(conn):
-                            raise
-                        lost = exc
-            except _CANNOT_CONNECT as exc:
-                raise ConnectionLost(str(exc)) from exc
-            # The pool's other idle connections most likely died with this one (a
-            # restart): replace them all, as SQLAlchemy invalidates its pool.
-            await pool.expire_connections()
-            if last:
-                raise ConnectionLost(str(lost)) from lost
-        raise AssertionError("unreachable")
+        async def read(conn: asyncpg.Connection) -> list[dict[str, Any]] | None:
+            compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
+            args = compiled.args(values)
+            if first:
+                found = await conn.fetchrow(compiled.sql, *args)
+                return None if found is None else [compiled.row(found)]
+            return [compiled.row(row) for row in await conn.fetch(compiled.sql, *args)]
+
+        try:
+            return await self._on_a_connection(read)
+        except ConnectionLost as lost:
+            if not lost.midway:
+                raise
+        return await self._on_a_connection(read)  # once more, on a fresh connection
 
     async def write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`work(conn)` inside one transaction, never retried: a connection lost midway
         raises ConnectionLost and the caller cannot know whether it was committed."""
+        async def in_transaction(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await work(conn)
+
+        return await self._on_a_connection(in_transaction)
+
+    async def _on_a_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]]
+                               ) -> T:
+        """`work(conn)` on a pooled connection; ConnectionLost when none could be had, or
+        (`midway`) when it died under `work`."""
         pool = await self._pool_here()
         try:
             async with pool.acquire() as conn:
                 try:
-                    async with conn.transaction():
-                        return await work(conn)
+                    return await work(conn)
                 except Exception as exc:
                     if not _dead(conn):
                         raise
                     lost = exc
         except _CANNOT_CONNECT as exc:
             raise ConnectionLost(str(exc)) from exc
+        # The pool's other idle connections most likely died with this one (a restart):
+        # replace them all, as SQLAlchemy invalidates its pool.
         await pool.expire_connections()
-        raise ConnectionLost(str(lost)) from lost
+        raise ConnectionLost(str(lost), midway=True) from lost
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
