@@ -216,8 +216,8 @@ def _carried_over(results: dict) -> list[str]:
     runs: dict[tuple, list[str]] = {}
     for section, origin in kept.items():
         runs.setdefault((origin.get("finished_at"), origin.get("command")), []).append(section)
-    lines = [f"Sections {', '.join(f'`{s}`' for s in sections)} are kept from the run of "
-             f"{when} (`{command}`), not measured again in this one." for (when, command),
+    lines = [f"Kept from the run of {when} (`{command}`), not measured again in this one: "
+             f"{', '.join(f'`{s}`' for s in sections)}." for (when, command),
              sections in runs.items()]
     return [*lines, ""] if lines else []
 

@@ -292,9 +292,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def carry_over(results: dict, wanted: set[str], previous: Path) -> None:
-    """A run of some phases keeps the other phases' figures from the last recorded run, and
-    says so: RESULTS.md names the run each section came from."""
-    if wanted >= set(DEFAULT_PHASES) or not previous.is_file():
+    """A run of some phases (the default leaves out postgres) keeps the other phases'
+    figures from the last recorded run, and says so: RESULTS.md names the run each section
+    came from."""
+    if not previous.is_file():
         return
     old = json.loads(previous.read_text())
     origins = old.get("carried_over") or {}
