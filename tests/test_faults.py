@@ -24,6 +24,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
+from sqlalchemy.exc import StatementError
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from support import (
@@ -36,7 +37,7 @@ from support import (
     wait_for,
 )
 from tcp_proxy import TcpProxy
-from vidgate.store.database import Database
+from vidgate.store.database import Database, is_unreachable
 from vidgate.store.schema import api_keys, ledger, tasks
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -141,10 +142,18 @@ def test_postgresql_connections_killed_mid_run(tmp_path):
         cleanup()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect found at the last merge: with the HTTP metrics middleware (issue 13) in the "
-    "stack, the 503 the error handler builds while PostgreSQL is away reaches the client as "
-    "uvicorn's 500; passes without that middleware. To fix next session."))
+@pytest.mark.parametrize(("error", "unreachable"), [
+    (ConnectionRefusedError(111, "Connection refused"), True),
+    (StatementError("reconnect", "SELECT 1", {}, ConnectionRefusedError(111, "refused")), True),
+    (StatementError("bad value", "SELECT 1", {}, ValueError("not an int")), False),
+    (ValueError("not an int"), False),
+])
+def test_what_counts_as_the_database_being_away(error, unreachable):
+    """A pooled connection found dead whose reconnect is refused reaches the API as a bare
+    StatementError around the driver's error: that is the database away (503), not a bug."""
+    assert is_unreachable(error) is unreachable
+
+
 def test_postgresql_unreachable_answers_503_then_resumes(tmp_path):
     """With PostgreSQL out of reach every family answers 503 + Retry-After in its error
     shape; when it is back the engine resumes by itself and nothing is lost or paid twice."""

@@ -130,9 +130,12 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     readiness = Readiness(db, blobs, engine.loop_age if engine else None,
                           max_loop_age=max(30.0, 20 * settings.engine_tick_seconds))
     scrape = Scrape(db, router.publish if engine else None)
+    watch = TaskWatch(service.get)
+    if engine is not None:
+        engine.on_change = watch.wake
     services = Services(settings, db, blobs, service, signer, engine, limiter, webhooks,
                         db.keys, janitor, KeyCache(settings.key_cache_seconds), router,
-                        TaskWatch(service.get), readiness, scrape, intake,
+                        watch, readiness, scrape, intake,
                         DerivedVideos(service, router),
                         CharacterService(db.characters, blobs, router))
     return services, backends

@@ -12,6 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .backends.tables import (
+    ARK_SIZES,
+    DASHSCOPE_TIERS,
+    KLING_SIZES,
+    LUMA_SECONDS,
+    LUMA_SIZES,
+    MINIMAX_SECONDS,
+)
+
 
 @dataclass(frozen=True)
 class KindDefaults:
@@ -73,14 +82,6 @@ class KindDefaults:
         return found
 
 
-# What each Kling mode produces, per aspect ratio.
-KLING_SIZES: dict[str, tuple[str, ...]] = {
-    "std": ("1280x720", "720x1280", "720x720"),
-    "pro": ("1920x1080", "1080x1920", "1080x1080"),
-}
-# Hailuo's resolutions as pixels, and the lengths each allows.
-MINIMAX_SECONDS: dict[str, tuple[int, ...]] = {"1366x768": (6, 10), "1920x1080": (6,)}
-
 KINDS: dict[str, KindDefaults] = {
     "sandbox": KindDefaults(),
     "openai": KindDefaults(),
@@ -112,8 +113,8 @@ KINDS: dict[str, KindDefaults] = {
     # (backends/luma.py SIZES), `duration` "5s" or "9s"; keyframes only as public URLs.
     "luma": KindDefaults(
         base_url="https://api.lumalabs.ai/dream-machine/v1",
-        sizes=("960x540", "540x960", "1280x720", "720x1280", "1920x1080", "1080x1920"),
-        seconds=(5, 9),
+        sizes=tuple(LUMA_SIZES),
+        seconds=LUMA_SECONDS,
         image_input=False,
         fixed=True,
     ),
@@ -134,17 +135,13 @@ KINDS: dict[str, KindDefaults] = {
     # Seedance on Volcengine Ark; BytePlus ModelArk is https://ark.ap-southeast.bytepluses.com/api/v3
     "ark": KindDefaults(
         base_url="https://ark.cn-beijing.volces.com/api/v3",
-        sizes=("864x496", "752x560", "640x640", "560x752", "496x864", "992x432",
-               "1280x720", "1112x834", "960x960", "834x1112", "720x1280", "1470x630",
-               "1920x1080", "1664x1248", "1440x1440", "1248x1664", "1080x1920"),
+        sizes=tuple(ARK_SIZES),
         seconds=tuple(range(4, 13)),
     ),
     # Wan on Model Studio, Singapore; Beijing is https://dashscope.aliyuncs.com/api/v1
     "dashscope": KindDefaults(
         base_url="https://dashscope-intl.aliyuncs.com/api/v1",
-        sizes=("832x480", "480x832", "624x624", "1280x720", "720x1280", "960x960",
-               "1088x832", "832x1088", "1920x1080", "1080x1920", "1440x1440", "1632x1248",
-               "1248x1632"),
+        sizes=tuple(DASHSCOPE_TIERS),
         seconds=(5, 10),
     ),
 }

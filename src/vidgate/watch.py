@@ -5,8 +5,8 @@ polled the database, 200 watchers of one task would cost 200 reads a tick. `Task
 one watch per watched (owner, task id) in this process: one poller reads the task through
 `TaskService.get` every `interval` seconds while anyone watches, and hands each new snapshot
 to every watcher. Joining a watch that already has a snapshot reads nothing. An engine in the
-same process may call `wake(task_id)` after it writes progress, so watchers hear of it at once
-instead of at the next tick.
+same process calls `wake(task_id)` after it writes progress or an ending (`Engine.on_change`),
+so watchers hear of it at once instead of at the next tick.
 
 Snapshots are ordered by their `point` (state rank, progress): a watcher is only given a
 snapshot further along than the last one it saw, which is also how a resumed stream
@@ -100,6 +100,9 @@ class TaskWatch:
         self._read = read
         self.interval = interval
         self._watches: dict[tuple[str, str], _Watch] = {}
+        # task id -> its watches (one per owner asking): `wake` is called for every task an
+        # engine writes, thousands a tick, and must not scan every watch for each
+        self._by_task: dict[str, list[_Watch]] = {}
         self.closed = False
 
     @property
@@ -109,9 +112,8 @@ class TaskWatch:
 
     def wake(self, task_id: str) -> None:
         """The task changed (an in-process engine wrote it): read it now, not at the tick."""
-        for watch in self._watches.values():
-            if watch.task_id == task_id:
-                watch.woken.set()
+        for watch in self._by_task.get(task_id, ()):
+            watch.woken.set()
 
     async def open(self, owner_id: str, task_id: str, after: Point = START) -> Follower:
         """Start following the owner's task once it has been read.
@@ -144,6 +146,7 @@ class TaskWatch:
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = _Watch(owner_id, task_id)
+            self._by_task.setdefault(task_id, []).append(watch)
             watch.poller = asyncio.create_task(self._poll(watch))
         watch.watchers += 1
         return watch
@@ -152,6 +155,10 @@ class TaskWatch:
         watch.watchers -= 1
         if watch.watchers == 0 and self._watches.get((watch.owner_id, watch.task_id)) is watch:
             del self._watches[(watch.owner_id, watch.task_id)]
+            same_task = self._by_task[watch.task_id]
+            same_task.remove(watch)
+            if not same_task:
+                del self._by_task[watch.task_id]
             if watch.poller is not None:
                 watch.poller.cancel()
 

@@ -30,22 +30,12 @@ from .http.answers import (
     upstream_id,
 )
 from .http.base import HttpBackend
+from .tables import ARK_SIZES
 
 VOLCENGINE_URL = "https://ark.cn-beijing.volces.com/api/v3"
 BYTEPLUS_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
 
-# What Seedance 1.5 pro and 2.0 render for each `resolution` and `ratio` (the models'
-# width x height table); a canonical size maps onto the pair that produces exactly it.
-# kinds.py offers the same sizes as the kind's default (a test keeps the two equal).
-SIZES: dict[str, tuple[str, str]] = {
-    "864x496": ("480p", "16:9"), "752x560": ("480p", "4:3"), "640x640": ("480p", "1:1"),
-    "560x752": ("480p", "3:4"), "496x864": ("480p", "9:16"), "992x432": ("480p", "21:9"),
-    "1280x720": ("720p", "16:9"), "1112x834": ("720p", "4:3"), "960x960": ("720p", "1:1"),
-    "834x1112": ("720p", "3:4"), "720x1280": ("720p", "9:16"), "1470x630": ("720p", "21:9"),
-    "1920x1080": ("1080p", "16:9"), "1664x1248": ("1080p", "4:3"),
-    "1440x1440": ("1080p", "1:1"), "1248x1664": ("1080p", "3:4"),
-    "1080x1920": ("1080p", "9:16"),
-}
+SIZES = ARK_SIZES  # canonical size -> (resolution, ratio): backends/tables.py
 
 # Create-task fields a channel's `extra_fields` (or allowed `metadata`) may set; resolution,
 # ratio and duration come from the canonical size and length and are never overridden.

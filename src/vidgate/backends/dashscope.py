@@ -36,17 +36,12 @@ from .http.answers import (
     json_body,
 )
 from .http.base import HttpBackend
+from .tables import DASHSCOPE_TIERS
 
 SINGAPORE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 BEIJING_URL = "https://dashscope.aliyuncs.com/api/v1"
 
-# The text-to-video size table, by resolution tier (the i2v `resolution` value).
-TIERS: dict[str, str] = {
-    **dict.fromkeys(("832x480", "480x832", "624x624"), "480P"),
-    **dict.fromkeys(("1280x720", "720x1280", "960x960", "1088x832", "832x1088"), "720P"),
-    **dict.fromkeys(("1920x1080", "1080x1920", "1440x1440", "1632x1248", "1248x1632"),
-                    "1080P"),
-}
+TIERS = DASHSCOPE_TIERS  # canonical size -> resolution tier: backends/tables.py
 
 # Fields a channel's `extra_fields` (or allowed `metadata`) may set, by where they go.
 INPUT_FIELDS = ("negative_prompt", "audio_url")

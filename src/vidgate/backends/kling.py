@@ -27,13 +27,13 @@ import jwt
 import orjson
 
 from ..domain import COMPLETED, FAILED, IN_PROGRESS, MODERATION_BLOCKED, QUEUED, UPSTREAM_ERROR
-from ..kinds import KLING_SIZES
 from .base import UNKNOWN, Job, PollResult, SubmitRefused, TransientError, UpstreamFailed
 from .framing import fit_reference
 from .http.answers import clean_message, dig, failure_code, json_body, retry_after, upstream_id
 from .http.base import HttpBackend
 from .http.client import UpstreamResponse
 from .http.credentials import Credentials
+from .tables import KLING_RATIOS, KLING_SIZES
 
 # The docs' token: valid from 5 s ago (clock skew) for 30 minutes.
 TOKEN_SECONDS = 1800
@@ -45,8 +45,6 @@ RENEW_MARGIN = 300
 KINDS = ("text2video", "image2video")
 STATES = {"submitted": QUEUED, "processing": IN_PROGRESS, "succeed": COMPLETED,
           "failed": FAILED}
-# Each mode's sizes, in the order of these aspect ratios (kinds.KLING_SIZES).
-RATIOS = ("16:9", "9:16", "1:1")
 
 # The docs' error codes. 1301: the content security policy refused the request.
 MODERATION_CODES = frozenset({1301})
@@ -122,7 +120,7 @@ class KlingBackend(HttpBackend):
             body["image"] = base64.b64encode(image).decode()  # the docs: no data: prefix
         else:
             kind = "text2video"
-            body["aspect_ratio"] = RATIOS[sizes.index(req.size)]
+            body["aspect_ratio"] = KLING_RATIOS[sizes.index(req.size)]
         if job.callback_url:  # set by the engine when VIDGATE_PUBLIC_URL is
             body["callback_url"] = job.callback_url
         response = await self.client.request("POST", f"/v1/videos/{kind}", submit=True,

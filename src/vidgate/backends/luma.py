@@ -27,18 +27,12 @@ from .http.answers import (
 )
 from .http.base import HttpBackend
 from .http.client import UpstreamResponse
+from .tables import LUMA_SECONDS, LUMA_SIZES
 
 _STATES = {"queued": QUEUED, "dreaming": IN_PROGRESS, "completed": COMPLETED, "failed": FAILED}
 
-# Canonical size -> (aspect_ratio, resolution). Only the sizes whose pixels are certain:
-# the 16:9 and 9:16 frames of the 540p, 720p and 1080p tiers. Other ratios (1:1, 4:3,
-# 21:9...) and the 4k tier have no published pixel size, so vidgate does not offer them.
-SIZES = {
-    "960x540": ("16:9", "540p"), "540x960": ("9:16", "540p"),
-    "1280x720": ("16:9", "720p"), "720x1280": ("9:16", "720p"),
-    "1920x1080": ("16:9", "1080p"), "1080x1920": ("9:16", "1080p"),
-}
-SECONDS = (5, 9)  # `duration` "5s" / "9s"
+# canonical size -> (aspect_ratio, resolution), and the lengths: backends/tables.py
+SIZES, SECONDS = LUMA_SIZES, LUMA_SECONDS
 
 
 def read_generation(body: Any) -> PollResult:

@@ -25,9 +25,9 @@ from .framing import fit_reference
 from .http.answers import clean_message, json_body, retry_after, upstream_id
 from .http.base import HttpBackend
 from .http.client import UpstreamResponse
+from .tables import MINIMAX_RESOLUTIONS
 
-# What each canonical size asks for (kinds.MINIMAX_SECONDS says which lengths go with it).
-RESOLUTIONS = {"1366x768": "768P", "1920x1080": "1080P"}
+RESOLUTIONS = MINIMAX_RESOLUTIONS  # canonical size -> `resolution`: backends/tables.py
 STATES = {"Preparing": QUEUED, "Queueing": QUEUED, "Processing": IN_PROGRESS,
           "Success": COMPLETED, "Fail": FAILED}
 

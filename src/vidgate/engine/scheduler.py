@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..backends.base import Backend
@@ -57,8 +58,11 @@ class Engine:
         self.steps = Steps(
             db, blobs, self.router, Finalizer(db, blobs, retention_seconds, pricing),
             worker_id=self.worker_id, work_dir=work_dir, fetch_retries=fetch_retries,
-            hand_back=self._hand_back, callbacks=callbacks,
+            hand_back=self._hand_back, changed=self._changed, callbacks=callbacks,
         )
+        # Told of every task whose progress or ending this engine wrote: the in-process
+        # TaskWatch (watch.py) sets it, so SSE watchers hear of it now, not at their tick.
+        self.on_change: Callable[[str], None] = lambda _task_id: None
         self._active: dict[str, asyncio.Task] = {}
         # Steps end by handing their task back with its next poll time. Those writes are
         # collected and flushed in one transaction per tick: with thousands of tasks in
@@ -122,6 +126,11 @@ class Engine:
             return
         batch, self._releases = self._releases, {}
         await self.leases.release_many(self.worker_id, batch)
+        for task_id in batch:
+            self._changed(task_id)
+
+    def _changed(self, task_id: str) -> None:
+        self.on_change(task_id)
 
     async def _claim_and_start(self) -> None:
         """Claim a batch: tasks already bound to a channel first (polls, downloads, cancels,

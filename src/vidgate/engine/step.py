@@ -67,6 +67,7 @@ class Steps:
     def __init__(self, db: Database, blobs: BlobStore, router: Router, finalizer: Finalizer,
                  *, worker_id: str, work_dir: Path, fetch_retries: int,
                  hand_back: Callable[[Task, float], None],
+                 changed: Callable[[str], None] = lambda _task_id: None,
                  callbacks: CallbackUrls | None = None) -> None:
         self.leases = db.leases
         self.tasks = db.tasks
@@ -77,6 +78,7 @@ class Steps:
         self.work_dir = work_dir
         self.fetch_retries = fetch_retries
         self._hand_back = hand_back  # the engine writes it back at its next flush
+        self._changed = changed  # a task's progress or ending was written (its watchers)
         self.callbacks = callbacks or CallbackUrls(None, b"")
 
     async def run(self, task: Task) -> None:
@@ -209,7 +211,8 @@ class Steps:
                                                            waiting=True))
                 return
             if changed:
-                await self.leases.update_leased(task.id, self.worker_id, **changed)
+                if await self.leases.update_leased(task.id, self.worker_id, **changed):
+                    self._changed(task.id)
             await asyncio.sleep(backend.poll_interval)
             if await self.tasks.cancel_requested(task.id):
                 await self._cancel(task, channel, job)
@@ -242,6 +245,7 @@ class Steps:
         finally:
             self._drop_work_dir(task)
         if won:
+            self._changed(task.id)
             metrics.completion_lag.labels(channel.name).observe(time.monotonic() - seen_at)
             metrics.task_ended(task.model, channel.name, None)
             log.info("task %s completed on %s", task.id, channel.name)
@@ -362,6 +366,7 @@ class Steps:
             lease_owner=None, lease_until=None,
         )
         if done:
+            self._changed(task.id)
             metrics.task_ended(task.model, task.backend if task.upstream_id else None, code)
             log.info("task %s ended: %s", task.id, code)
             if task.upstream_id:

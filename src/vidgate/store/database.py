@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..domain import ApiKey, Task
@@ -117,6 +117,10 @@ def is_unreachable(exc: BaseException) -> bool:
     not of the request (the API answers 503 with Retry-After; the engine tries again)."""
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    if isinstance(exc, StatementError) and isinstance(exc.orig, BaseException):
+        # a pooled connection found dead, whose reconnect failed: SQLAlchemy wraps the
+        # driver's connect error (ConnectionRefusedError...) in a bare StatementError
+        return is_unreachable(exc.orig)
     # asyncpg's connect raises these unwrapped when nothing listens or the server hangs up;
     # pg_direct raises its ConnectionLost, a ConnectionError
     return isinstance(exc, (ConnectionError, TimeoutError)) or (
