@@ -1,5 +1,6 @@
-"""The hot statements on PostgreSQL, on a plain `asyncpg` pool: the reads of a status read
-and of a create, and new tasks (pg_writes).
+"""The hot statements on PostgreSQL, on plain `asyncpg` connections: the reads of a status
+read and of a create (lent from a free list, `_Reads`), and new tasks (pg_writes, on an
+asyncpg pool).
 
 Through SQLAlchemy's async adapter every read on PostgreSQL was three round trips (the
 adapter's BEGIN, the SELECT, the ROLLBACK when the connection went back to the pool) plus
@@ -69,8 +70,9 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 
 class PgDirect:
-    """A pool of its own (up to `max_size` connections, opened on first use) for the hot
-    statements; everything else stays on SQLAlchemy's pool."""
+    """Connections of its own for the hot statements (up to `max_size` for reads and as many
+    for transactions, opened on first use; the one create writer uses one at a time);
+    everything else stays on SQLAlchemy's pool."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.dsn = asyncpg_dsn(url)

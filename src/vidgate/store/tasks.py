@@ -2,9 +2,9 @@
 
 On an SQLite file, one-task reads run the compiled statement on a plain `sqlite3` connection
 on the event loop (sqlite_reads) and inserts go to the group-commit thread (sqlite_writes);
-on PostgreSQL reads run on a plain asyncpg pool (pg_direct) and inserts are batched on it
-too (pg_writes); elsewhere, and for everything
-else, the same statements run through SQLAlchemy.
+on PostgreSQL reads run on plain asyncpg connections (pg_direct) and inserts are batched
+too (pg_writes); elsewhere, and for everything else, the same statements run through
+SQLAlchemy.
 """
 
 from __future__ import annotations
