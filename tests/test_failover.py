@@ -119,3 +119,41 @@ async def test_in_flight_cap_is_respected(tmp_path, database_url, fake_world, ca
         await await_for(done_watching_peak, timeout=60, interval=0.02)
     assert len(up.jobs) == 8
     assert peak <= cap
+
+
+@pytest.mark.parametrize("script", [["lost"], ["lost", "503", "lost"]])
+async def test_a_lost_submit_answer_stays_on_its_idempotent_channel(
+        tmp_path, database_url, fake_world, script):
+    """The first channel makes the job but its answer is lost. The task is offered to that
+    channel only (a plain refusal in between included), with the same Idempotency-Key, and
+    gets that same job: nothing is made on the second channel."""
+    first, second, row = await _one_task_over_two(tmp_path, database_url, fake_world, script)
+    assert row.status == "completed"
+    assert sum(first.faults.injected.values()) == len(script)
+    assert (row.backend, row.upstream_id) == ("first", first.by_key[row.id].id)
+    assert len(first.jobs) == 1 and not second.jobs
+    # every lost submit and the last one reached it (a refused one never did), same key
+    assert first.submits[row.id] == script.count("lost") + 1
+
+
+async def test_after_three_lost_answers_the_task_may_move_on(tmp_path, database_url,
+                                                             fake_world):
+    """Pinning is bounded: after 3 lost answers a refusal lets the task fail over, and the
+    first channel's job is the one orphan that leaves behind (counted, not hidden)."""
+    first, second, row = await _one_task_over_two(tmp_path, database_url, fake_world,
+                                                  ["lost"] * 3 + ["503"])
+    assert (row.status, row.backend) == ("completed", "second")
+    assert len(second.jobs) == 1
+    assert list(first.by_key) == [row.id] and len(first.jobs) == 1  # the orphan
+
+
+async def _one_task_over_two(tmp_path, database_url, fake_world, script: list[str]):
+    """One task over an `openai` channel whose submits get `script`'s faults (priority 10)
+    and a clean `unified` one: (first fake, second fake, the task's final row)."""
+    first = fake_world.add("openai", key="sk-first", faults=Faults().script("submit", script))
+    second = fake_world.add("unified", key="sk-second")
+    channels = [channel_for(first, "first", priority=10), channel_for(second, "second")]
+    async with gateway(tmp_path, database_url, channels) as gw:
+        video = await gw.create(prompt="lost answer", size="1280x720")
+        await await_for(gw.all_finished, timeout=60, what="the task to finish")
+        return first, second, (await gw.rows())[video["id"]]

@@ -13,6 +13,7 @@ are terminated only in this test's own database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from support import (
@@ -147,6 +149,7 @@ def test_postgresql_connections_killed_mid_run(tmp_path):
     (StatementError("reconnect", "SELECT 1", {}, ConnectionRefusedError(111, "refused")), True),
     (StatementError("bad value", "SELECT 1", {}, ValueError("not an int")), False),
     (ValueError("not an int"), False),
+    (PoolTimeout("QueuePool limit of size 1 overflow 0 reached"), True),
 ])
 def test_what_counts_as_the_database_being_away(error, unreachable):
     """A pooled connection found dead whose reconnect is refused reaches the API as a bare
@@ -271,17 +274,29 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
-    """The result does not fit: the task stays unfinished, nothing half-written is served or
-    left behind; once there is space it completes, is served whole, and is paid once."""
+@contextlib.contextmanager
+def mirroring_into_full_folder(tmp_path, folder, **env_extra: str):
+    """A server whose blob folder is `folder`, and one task whose result did not fit there:
+    (server, database url, task id), once the server has logged the full disk."""
     url, cleanup = fresh_database_url(tmp_path)
-    env = server_env(tmp_path / "data", url, VIDGATE_BLOB_URL=str(small_tmpfs))
+    env = server_env(tmp_path / "data", url, VIDGATE_BLOB_URL=str(folder), **env_extra)
     server = None
     try:
         server = start_server(env, key=limited_key(env))
         task_id = create(server, 0)
         wait_for(lambda: "No space left on device" in server.log(), timeout=120,
                  what="the mirror to run out of space")
+        yield server, url, task_id
+    finally:
+        if server is not None:
+            server.stop()
+        cleanup()
+
+
+def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
+    """The result does not fit: the task stays unfinished, nothing half-written is served or
+    left behind; once there is space it completes, is served whole, and is paid once."""
+    with mirroring_into_full_folder(tmp_path, small_tmpfs) as (server, url, task_id):
         video = statuses(server, [task_id])[task_id]
         assert video["status"] == "in_progress", video
         r = httpx.get(f"{server.api}/videos/{task_id}/content", headers=server.headers())
@@ -300,10 +315,24 @@ def test_blob_folder_full_while_mirroring(tmp_path, small_tmpfs):
         server.stop()
         assert_money_and_tasks(url, [task_id])
         assert not list(Path(small_tmpfs).rglob("*.part"))
-    finally:
-        if server is not None:
-            server.stop()
-        cleanup()
+
+
+def test_blob_folder_full_past_the_deadline(tmp_path, small_tmpfs):
+    """The result never fits: at its deadline the task fails with `internal_error` (the
+    failure was ours, not the provider's: no `timeout`), its hold is released, and nothing
+    half-written is left or served."""
+    with mirroring_into_full_folder(tmp_path, small_tmpfs, VIDGATE_TASK_DEADLINE_SECONDS="40"
+                                    ) as (server, url, task_id):
+        done = wait_for(lambda: all_finished(server, [task_id]), timeout=120,
+                        what="the task to end at its deadline")
+        video = done[task_id]
+        assert (video["status"], video["error"]["code"]) == ("failed", "internal_error"), video
+        assert video["url"] is None
+        r = httpx.get(f"{server.api}/videos/{task_id}/content", headers=server.headers())
+        assert r.status_code in (400, 404, 409), (r.status_code, r.text[:200])
+        assert [p for p in small_tmpfs.rglob("*") if p.is_file()] == []
+        server.stop()
+        assert_money_and_tasks(url, [task_id])  # held once, refunded once, costs nothing
 
 
 def test_huge_upstream_bodies_are_bounded(tmp_path, fake_world, sample_media):

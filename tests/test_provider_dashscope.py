@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fakes.dashscope import TIERS, serve_dashscope
-from fakes.faults import Faults
+from fakes.faults import TRANSIENT, Faults
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from fakes.gateway import FAST, gateway
 from support import await_for
@@ -24,7 +24,6 @@ from vidgate.kinds import KINDS
 from vidgate.media.probe import probe
 
 MODEL = "wan2.6-t2v"
-TRANSIENT = ("500", "502", "503", "429", "slow", "reset", "garbage")
 
 
 @pytest.fixture(scope="session")
@@ -119,9 +118,11 @@ async def test_failures_map_to_the_spec_codes(tmp_path, database_url, fake_world
 async def test_transient_faults_never_fail_a_task(tmp_path, database_url, fake_world, renders):
     faults = Faults(seed=11, kinds={c: TRANSIENT for c in ("submit", "poll")}, retry_after=1)
     faults.rates.update(submit=0.6, poll=0.5)
+    faults.script("submit", ["503"]).script("poll", ["503"])
     fake = serve_dashscope(fake_world, renders, faults=faults)
     fake_world.files.faults.kinds["download"] = ("500", "503", "429", "slow", "reset")
     fake_world.files.faults.rates["download"] = 0.5
+    fake_world.files.faults.script("download", ["503"])
     async with gateway(tmp_path, database_url, [wan_channel(fake, failure_threshold=50)]) as gw:
         ids = [(await gw.create(model="sora-2", prompt=f"rain {i}", size="1280x720",
                                 seconds="5"))["id"] for i in range(4)]

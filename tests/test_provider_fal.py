@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from fakes.fal import FakeFal
+from fakes.faults import TRANSIENT
 from fakes.gateway import FAST, gateway
 from fakes.provider_fixtures import clips_fixture
 from fakes.provider_fixtures import finish as finished
@@ -130,7 +131,8 @@ async def test_failure_and_refusal_map_to_their_codes(tmp_path, database_url, fa
 
 
 async def test_transient_faults_never_fail_a_task(tmp_path, database_url, fal):
-    fal.faults.everywhere(0.3, ("500", "502", "503", "429", "slow", "reset", "garbage"))
+    fal.faults.everywhere(0.3, TRANSIENT)
+    fal.faults.script("submit", ["slow", "garbage"]).script("poll", ["429"])
     async with gateway(tmp_path, database_url, [channel(fal)]) as gw:
         ids = [(await gw.create(prompt=f"weather {i}", size="1280x720", seconds="4"))["id"]
                for i in range(4)]

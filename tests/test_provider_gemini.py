@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fakes.faults import Faults
+from fakes.faults import DOWNLOAD_TRANSIENT, TRANSIENT, Faults
 from fakes.gateway import FAST, gateway
 from fakes.gemini import GeminiWorld
 from fakes.veo import veo_clips_fixture  # noqa: F401
@@ -164,8 +164,10 @@ async def test_failures_map_to_error_codes(tmp_path, database_url, world):
 
 
 async def test_transient_faults_never_fail_a_task(tmp_path, database_url, world):
-    faults = Faults(seed=11, kinds={"download": ("500", "502", "503", "429", "slow", "reset")}
-                    ).everywhere(0.3, ("500", "502", "503", "429", "slow", "reset", "garbage"))
+    faults = Faults(seed=11, kinds={"download": DOWNLOAD_TRANSIENT}
+                    ).everywhere(0.3, TRANSIENT)
+    faults.script("submit", ["429", "garbage", "slow"]).script("poll", ["429", "reset"])
+    faults.script("download", ["503"])
     api = world.add(KEY, faults=faults, job_seconds=0.2)
     async with gateway(tmp_path, database_url, [_channel(api)]) as gw:
         ids = [(await gw.create(prompt=f"flaky {i}", size="1280x720", seconds="4"))["id"]

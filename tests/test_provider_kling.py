@@ -14,7 +14,7 @@ import jwt
 import pytest
 from PIL import Image
 
-from fakes.faults import Faults
+from fakes.faults import DOWNLOAD_TRANSIENT, TRANSIENT, Faults
 from fakes.gateway import gateway
 from fakes.kling import ACCESS, SECRET, FakeKling, KlingWorld, kling_channel
 from fakes.sized import SizedVideos
@@ -27,8 +27,6 @@ from vidgate.backends.kling import KlingBackend, KlingToken, accepted, read_task
 from vidgate.catalog import VideoRequest
 from vidgate.channels import ChannelConfig, ConfigError, load_channels
 from vidgate.media.probe import probe
-
-TRANSIENT = ("500", "502", "503", "429", "slow", "reset", "garbage")
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +138,10 @@ async def test_transient_faults_never_fail_a_task(tmp_path, database_url, world)
     faults = Faults(seed=11, kinds={"submit": TRANSIENT, "poll": TRANSIENT},
                     rates={"submit": 0.5, "poll": 0.5})
     fake = add(faults=faults)
-    files.faults.kinds["download"] = ("500", "502", "503", "429", "slow", "reset")
+    files.faults.kinds["download"] = DOWNLOAD_TRANSIENT
     files.faults.rates["download"] = 0.5
+    faults.script("submit", ["503"]).script("poll", ["503"])
+    files.faults.script("download", ["503"])
     async with gateway(tmp_path, database_url, [channel(fake)]) as gw:
         ids = [(await gw.create(model="sora-2", prompt=f"storm {i}", size="1280x720",
                                 seconds="5"))["id"] for i in range(6)]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from fakes.faults import DOWNLOAD_TRANSIENT, TRANSIENT
 from fakes.fixtures import sample_media_fixture  # noqa: F401
 from fakes.gateway import FAST, gateway
 from fakes.luma import FakeLuma
@@ -186,8 +187,9 @@ async def test_a_rejected_submit_fails_the_task_with_lumas_detail(tmp_path, data
 
 async def test_transient_faults_never_fail_a_task(tmp_path, database_url, luma, servers):
     _, cdn = servers
-    luma.faults.everywhere(0.4, ("500", "502", "503", "429", "slow", "reset", "garbage"))
-    cdn.faults.kinds["download"] = ("500", "502", "503", "429", "slow", "reset")
+    luma.faults.everywhere(0.4, TRANSIENT)
+    luma.faults.script("submit", ["500", "garbage"]).script("poll", ["429"])
+    cdn.faults.kinds["download"] = DOWNLOAD_TRANSIENT
     cdn.faults.rates["download"] = 0.4
     async with gateway(tmp_path, database_url, [channel(luma)]) as gw:
         ids = [(await gw.create(prompt=f"chaos {i}", size="1280x720", seconds="5"))["id"]

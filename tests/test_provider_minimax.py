@@ -16,7 +16,7 @@ from minimax_mcp.client import MinimaxAPIClient
 from minimax_mcp.exceptions import MinimaxAuthError, MinimaxRequestError
 from PIL import Image
 
-from fakes.faults import Faults
+from fakes.faults import DOWNLOAD_TRANSIENT, TRANSIENT, Faults
 from fakes.gateway import gateway
 from fakes.minimax import KEY, FakeMiniMax, MiniMaxWorld, minimax_channel
 from fakes.sized import SizedVideos
@@ -27,8 +27,6 @@ from vidgate.backends.http.client import UpstreamResponse
 from vidgate.backends.minimax import accepted, read_task
 from vidgate.channels import ConfigError, load_channels
 from vidgate.media.probe import probe
-
-TRANSIENT = ("500", "502", "503", "429", "slow", "reset", "garbage")
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +124,10 @@ async def test_transient_faults_never_fail_a_task(tmp_path, database_url, world)
     faults = Faults(seed=11, kinds={"submit": TRANSIENT, "poll": TRANSIENT},
                     rates={"submit": 0.5, "poll": 0.5})
     fake = world.add(faults=faults)
-    world.files.faults.kinds["download"] = ("500", "502", "503", "429", "slow", "reset")
+    world.files.faults.kinds["download"] = DOWNLOAD_TRANSIENT
     world.files.faults.rates["download"] = 0.5
+    faults.script("submit", ["503"]).script("poll", ["503"])
+    world.files.faults.script("download", ["503"])
     async with gateway(tmp_path, database_url, [minimax_channel(fake)]) as gw:
         ids = [(await gw.create(model="sora-2", prompt=f"gale {i}", size="1366x768",
                                 seconds="6"))["id"] for i in range(6)]

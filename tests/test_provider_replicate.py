@@ -9,6 +9,7 @@ import os
 import pytest
 from PIL import Image
 
+from fakes.faults import TRANSIENT
 from fakes.gateway import FAST, gateway
 from fakes.provider_fixtures import clips_fixture
 from fakes.provider_fixtures import finish as finished
@@ -140,7 +141,7 @@ async def test_a_rejected_input_fails_at_submit_without_retrying(tmp_path, datab
 
 
 async def test_transient_faults_never_fail_a_task(tmp_path, database_url, rep):
-    rep.faults.everywhere(0.3, ("500", "502", "503", "429", "slow", "reset", "garbage"))
+    rep.faults.everywhere(0.3, TRANSIENT)
     async with gateway(tmp_path, database_url, [channel(rep)]) as gw:
         ids = [(await gw.create(prompt=f"storm {i}", size="1280x720", seconds="8"))["id"]
                for i in range(4)]

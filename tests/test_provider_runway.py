@@ -11,6 +11,7 @@ import os
 import pytest
 from PIL import Image
 
+from fakes.faults import DOWNLOAD_TRANSIENT, TRANSIENT
 from fakes.gateway import FAST, gateway
 from fakes.provider_fixtures import (  # noqa: F401
     clips_fixture,
@@ -162,9 +163,10 @@ async def test_a_rejected_submit_fails_the_task_with_runways_reason(
 
 async def test_transient_faults_never_fail_a_task(tmp_path, database_url, runway, servers):
     _, cdn = servers
-    faults = ("500", "502", "503", "429", "slow", "reset", "garbage")
+    faults = TRANSIENT
     runway.faults.everywhere(0.4, faults)
-    cdn.faults.kinds["download"] = ("500", "502", "503", "429", "slow", "reset")
+    runway.faults.script("submit", ["500", "garbage"]).script("poll", ["429"])
+    cdn.faults.kinds["download"] = DOWNLOAD_TRANSIENT
     cdn.faults.rates["download"] = 0.4
     async with gateway(tmp_path, database_url, [channel(runway)]) as gw:
         ids = [(await gw.create(prompt=f"chaos {i}", size="1280x720", seconds="5"))["id"]

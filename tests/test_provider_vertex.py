@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fakes.faults import Faults
+from fakes.faults import TRANSIENT, Faults
 from fakes.gateway import FAST, gateway
 from fakes.veo import veo_clips_fixture  # noqa: F401
 from fakes.vertex import SCOPE, VertexWorld
@@ -173,7 +173,7 @@ def test_a_cloud_storage_result_fails_clearly():
 async def test_transient_faults_and_a_token_outage_never_fail_a_task(tmp_path, database_url,
                                                                       world, key_file):
     faults = Faults(seed=3).everywhere(
-        0.3, ("500", "502", "503", "429", "slow", "reset", "garbage"))
+        0.3, TRANSIENT)
     faults.rates["submit"] = 0.5
     faults.script("submit", ["429", "garbage", "slow"]).script("poll", ["429", "reset"])
     api = world.add(faults=faults, job_seconds=0.2)

@@ -23,6 +23,7 @@ from .api import (
     families,
     files,
     models,
+    openapi,
     ops,
     pages,
     videos,
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None) -> Gateway:
                   redoc_url=None)  # pages.install serves them from the package
     api.state.services = services
     api_errors.install(api)
+    openapi.install(api)
     api.include_router(families.router)
     api.include_router(events.router)
     api.include_router(derived.router)

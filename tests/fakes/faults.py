@@ -10,6 +10,9 @@ of (or before) the real answer:
   reset           headers promise a body, half of it is sent, the connection is dropped
   garbage         200 with a body that is not JSON
   404             a not-found flap (the job exists, the server forgot it for a moment)
+  lost            the request is handled in full (a submit makes its job), then the answer
+                  is dropped half-way as in `reset`: the client cannot tell it was accepted.
+                  Only when asked for (in `kinds` or by `script`), never among the defaults.
 
 `script(call, kinds)` queues faults that the next requests of that call type get, in order,
 before any random ones: a test that must see a kind injected says so instead of hoping the
@@ -25,6 +28,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 KINDS = ("500", "502", "503", "429", "slow", "reset", "garbage", "404")
+# What a caller must survive without failing a task (a 404 flap is a result gone, elsewhere)
+TRANSIENT = ("500", "502", "503", "429", "slow", "reset", "garbage")
+# The same for a file download, whose answer is a body, not JSON that could be garbage
+DOWNLOAD_TRANSIENT = ("500", "502", "503", "429", "slow", "reset")
 
 
 @dataclass
@@ -95,12 +102,10 @@ class FaultMiddleware:
             await asyncio.sleep(self.faults.slow_seconds)
             await self.app(scope, receive, send)
         elif kind == "reset":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", b"200")]})
-            await send({"type": "http.response.body", "body": b'{"status": "compl',
-                        "more_body": True})
-            raise ConnectionResetError("fake reset")  # uvicorn drops the connection
+            await _drop(send)
+        elif kind == "lost":
+            await self.app(scope, receive, _discard)
+            await _drop(send)
         elif kind == "garbage":
             await _send(send, 200, b"<html>upstream proxy hiccup</html>{{", b"text/html")
         elif kind == "429":
@@ -110,6 +115,19 @@ class FaultMiddleware:
             status = int(kind)
             await _send(send, status,
                         b'{"error":{"message":"fake fault","code":"fault_%d"}}' % status)
+
+
+async def _discard(_message) -> None:
+    """Where the real answer of a `lost` request goes."""
+
+
+async def _drop(send) -> None:
+    """Headers that promise a body, half of one, then the connection is dropped."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", b"200")]})
+    await send({"type": "http.response.body", "body": b'{"status": "compl', "more_body": True})
+    raise ConnectionResetError("fake reset")  # uvicorn drops the connection
 
 
 async def _send(send, status: int, body: bytes, content_type: bytes = b"application/json",

@@ -6,14 +6,16 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from .auth import Owner
+from .contract import answers
 from .deps import Deps
 from .edge import Int64Query
 from .responses import json_response
+from .schemas import ref
 
 router = APIRouter()
 
 
-@router.get("/v1/account")
+@router.get("/v1/account", openapi_extra=answers(ref("Account")))
 async def account(key: Owner, services: Deps) -> Response:
     key = await services.accounts.get(key.id) or key  # a fresh balance
     return json_response({
@@ -30,7 +32,7 @@ async def account(key: Owner, services: Deps) -> Response:
     })
 
 
-@router.get("/v1/account/usage")
+@router.get("/v1/account/usage", openapi_extra=answers(ref("UsageList")))
 async def account_usage(key: Owner, services: Deps, since: Int64Query = None,
                         until: Int64Query = None) -> Response:
     rows = await services.accounts.usage(key.id, since, until)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from starlette.responses import Response
 
@@ -14,14 +15,25 @@ from ..errors import ApiError
 from ..services import Services
 from ..store.keys import key_view
 from ..store.ledger import InsufficientBalance
+from .contract import answers
 from .deps import Deps, services_of
 from .edge import INT32_MAX, Int64Query, Text
 from .responses import json_response
+from .schemas import ref
 
 router = APIRouter(prefix="/admin")
 
 
-async def require_admin(request: Request) -> None:
+# Declares the admin token to OpenAPI (see api/auth.API_KEY_SCHEME); never refuses itself.
+ADMIN_SCHEME = HTTPBearer(scheme_name="AdminToken", auto_error=False,
+                          description="The token set as VIDGATE_ADMIN_TOKEN.")
+
+
+async def require_admin(request: Request, _scheme: object = Security(ADMIN_SCHEME)) -> None:
+    await check_admin(request)
+
+
+async def check_admin(request: Request) -> None:
     settings = services_of(request).settings
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -66,6 +78,8 @@ class TopUp(BaseModel):
 
 def _settings(body: KeySettings) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=True, exclude={"rotate_webhook_secret"})
+    if "name" in values and values["name"] is None:  # the column holds "" for no name
+        values["name"] = ""
     if values.get("webhook_url") is not None:
         values["webhook_url"] = str(values["webhook_url"])
     return values
@@ -86,13 +100,13 @@ async def _existing(services: Services, key_id: str) -> ApiKey:
     return key
 
 
-@router.get("/keys")
+@router.get("/keys", openapi_extra=answers(ref("ApiKeyList")))
 async def list_keys(services: Deps, _: Admin) -> Response:
     keys = await services.db.list_keys()
     return json_response({"object": "list", "data": [key_view(k) for k in keys]})
 
 
-@router.post("/keys")
+@router.post("/keys", status_code=201, openapi_extra=answers(ref("ApiKeyCreated"), status=201))
 async def create_key(body: KeyCreate, services: Deps, _: Admin) -> Response:
     values = _settings(body)
     _check_models(services, values.get("allowed_models"))
@@ -101,12 +115,12 @@ async def create_key(body: KeyCreate, services: Deps, _: Admin) -> Response:
     return json_response({**key_view(key), "key": secret}, status=201)
 
 
-@router.get("/keys/{key_id}")
+@router.get("/keys/{key_id}", openapi_extra=answers(ref("ApiKey")))
 async def get_key(key_id: str, services: Deps, _: Admin) -> Response:
     return json_response(key_view(await _existing(services, key_id)))
 
 
-@router.patch("/keys/{key_id}")
+@router.patch("/keys/{key_id}", openapi_extra=answers(ref("ApiKey")))
 async def update_key(key_id: str, body: KeyUpdate, services: Deps, _: Admin) -> Response:
     values = _settings(body)
     _check_models(services, values.get("allowed_models"))
@@ -117,7 +131,7 @@ async def update_key(key_id: str, body: KeyUpdate, services: Deps, _: Admin) -> 
     return json_response(key_view(key))
 
 
-@router.post("/keys/{key_id}/revoke")
+@router.post("/keys/{key_id}/revoke", openapi_extra=answers(ref("ApiKey")))
 async def revoke_key(key_id: str, services: Deps, _: Admin) -> Response:
     key = await _existing(services, key_id)
     if key.revoked_at is None:
@@ -126,7 +140,7 @@ async def revoke_key(key_id: str, services: Deps, _: Admin) -> Response:
     return json_response(key_view(await _existing(services, key_id)))
 
 
-@router.post("/keys/{key_id}/topup")
+@router.post("/keys/{key_id}/topup", openapi_extra=answers(ref("TopUp")))
 async def top_up(key_id: str, body: TopUp, services: Deps, _: Admin) -> Response:
     await _existing(services, key_id)
     try:
@@ -138,14 +152,14 @@ async def top_up(key_id: str, body: TopUp, services: Deps, _: Admin) -> Response
     return json_response({"key_id": key_id, "balance_micro": balance})
 
 
-@router.get("/usage")
+@router.get("/usage", openapi_extra=answers(ref("UsageList")))
 async def usage(services: Deps, _: Admin, key_id: str | None = None,
                 since: Int64Query = None, until: Int64Query = None) -> Response:
     rows = await services.accounts.usage(key_id, since, until)
     return json_response({"object": "list", "data": rows})
 
 
-@router.get("/ledger")
+@router.get("/ledger", openapi_extra=answers(ref("Ledger")))
 async def ledger(services: Deps, _: Admin, key_id: str | None = None,
                  limit: int = Query(100, ge=1, le=1000)) -> Response:
     rows = await services.accounts.ledger(key_id, limit)

@@ -11,8 +11,10 @@ from ..domain import ACTIVE, TERMINAL
 from ..engine.router import Channel
 from ..errors import invalid
 from .admin import Admin
+from .contract import answers
 from .deps import Deps
 from .responses import json_response
+from .schemas import ref
 
 router = APIRouter(prefix="/admin")
 STATUSES = ACTIVE + TERMINAL
@@ -26,7 +28,7 @@ def breaker_state(channel: Channel, now: float) -> str:
     return "half_open" if now >= breaker.open_until else "open"
 
 
-@router.get("/channels")
+@router.get("/channels", openapi_extra=answers(ref("ChannelList")))
 async def list_channels(services: Deps, _: Admin) -> Response:
     """Each channel as configured, its breaker as this process's router sees it, and its jobs
     in flight as the database counts them (every process's, like the engine's caps)."""
@@ -47,7 +49,7 @@ async def list_channels(services: Deps, _: Admin) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-@router.get("/tasks")
+@router.get("/tasks", openapi_extra=answers(ref("RecentTaskList")))
 async def list_tasks(services: Deps, _: Admin, status: str | None = None,
                      limit: int = Query(50, ge=1, le=500)) -> Response:
     if status is not None and status not in STATUSES:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 
 from ..domain import ApiKey
 from ..errors import ApiError
@@ -53,7 +54,13 @@ async def authenticate(services: Services, authorization: str, *,
     return key
 
 
-async def require_key(request: Request) -> ApiKey:
+# Declares the credential to OpenAPI (the security scheme of every route that depends on
+# `require_key`); `authenticate` reads the header itself, so this one never refuses.
+API_KEY_SCHEME = HTTPBearer(scheme_name="ApiKey", auto_error=False,
+                            description="An API key (`vidgate keys create`).")
+
+
+async def require_key(request: Request, _scheme: object = Security(API_KEY_SCHEME)) -> ApiKey:
     key = await authenticate(services_of(request), request.headers.get("authorization", ""))
     assert key is not None  # only `cached_only` answers None
     return key

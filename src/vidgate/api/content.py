@@ -17,6 +17,18 @@ from starlette.types import Receive, Scope, Send
 from ..domain import CONTENT_TYPES
 from ..errors import expired
 from ..store.blobs import BlobStore
+from .contract import FILE, answers
+
+# What a download answers: the asset, a part of it, "not modified", and the asset's own errors
+# (not ready: 400; expired: 410; a range past its end: 416)
+ASSET = {media: FILE for media in dict.fromkeys(CONTENT_TYPES.values())}
+
+
+def asset_answers(*errors: int) -> dict:
+    """The `openapi_extra` of a route answered by `asset_response`, plus its own `errors`."""
+    return answers(ASSET, errors=(400, 404, 410, 416, *errors),
+                   more={206: {"content": {m: {"schema": s} for m, s in ASSET.items()}},
+                         304: {}})
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

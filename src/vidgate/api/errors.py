@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from ..errors import ApiError
 from ..store.database import is_unreachable
@@ -80,6 +81,14 @@ def error_response(error: ApiError, path: str) -> Response:
     return json_response(body, status, headers)
 
 
+def allowed_methods(document: dict, path: str) -> str | None:
+    """Every method the document's routes take on `path`: Starlette's 405 names only those of
+    the first route that matched it (`/v1/videos` takes GET and POST), RFC 9110 all of them."""
+    methods = {method.upper() for template, item in document["paths"].items()
+               if compile_path(template)[0].match(path) for method in item}
+    return ", ".join(sorted(methods)) or None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -100,7 +109,12 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         message = "Unknown URL." if exc.status_code == 404 else str(exc.detail)
-        error = ApiError(exc.status_code, codes.get(exc.status_code, "invalid_request"), message)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(app.openapi(), request.url.path) or \
+                headers.get("Allow", "")
+        error = ApiError(exc.status_code, codes.get(exc.status_code, "invalid_request"), message,
+                         headers=headers)
         return error_response(error, request.url.path)
 
     @app.exception_handler(Exception)

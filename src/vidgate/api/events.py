@@ -25,6 +25,7 @@ from ..domain import COMPLETED, FAILED, ApiKey, Task
 from ..errors import ApiError
 from ..services import Services
 from ..watch import START, Point, point
+from .contract import answers
 from .families import FAMILIES, Family, with_task_id
 
 router = APIRouter()
@@ -103,4 +104,5 @@ for _family in FAMILIES:
     router.add_api_route(_family.events_path, _events_endpoint(_family), methods=["GET"],
                          name=_family.operations[2],
                          response_class=StreamingResponse,
-                         responses={200: {"content": {"text/event-stream": {}}}})
+                         openapi_extra=answers({"text/event-stream": {"type": "string"}},
+                                               errors=(404,)))

@@ -26,9 +26,14 @@ from ..signing import AssetLinks
 from . import shapes
 from .auth import Owner
 from .bodies import Body, read_body
+from .contract import answers
 from .deps import Deps
-from .fields import generations_request, unified_request, videos_request
+from .fields import GENERATIONS as GENERATIONS_FIELDS
+from .fields import UNIFIED as UNIFIED_FIELDS
+from .fields import VIDEOS as VIDEOS_FIELDS
+from .fields import CreateFields
 from .responses import json_response
+from .schemas import ref
 
 Render = Callable[[Task, AssetLinks], dict[str, Any]]
 QUERY_IDS = ("task_id", "id")  # where a family without an id in its path reads it, in order
@@ -45,9 +50,11 @@ class Family:
     create_path: str
     status_path: str  # with the task id as `{<id_param>}`, or else read from the query
     events_path: str  # the status read's live stream (api/events.py), the id found alike
-    parse: Callable[[Body], RawVideoRequest]
+    fields: CreateFields  # how a create body is read (and documented)
     render: Render  # a status read's answer
     render_created: Render  # a create's answer
+    schema: str  # the OpenAPI schema of a status read's answer (api/schemas.py)
+    created_schema: str  # ... and of a create's
     headers: Callable[[Task], dict[str, str]] = no_headers  # on both answers
     default_size: str = "1280x720"
     model_not_found_status: int = 400
@@ -61,18 +68,23 @@ class Family:
         head, brace, _ = self.status_path.partition("{")
         return head if brace else None
 
+    def parse(self, body: Body) -> RawVideoRequest:
+        return self.fields.parse(body)
+
 
 VIDEOS = Family("videos", "/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/events",
-                videos_request, shapes.video, shapes.video, shapes.poll_headers,
+                VIDEOS_FIELDS, shapes.video, shapes.video, "Video", "Video", shapes.poll_headers,
                 default_size="720x1280",  # OpenAI's default for this family
                 model_not_found_status=404, id_param="video_id",
                 operations=("create_video", "retrieve_video", "video_events"))
 GENERATIONS = Family("generations", "/v1/video/generations", "/v1/video/generations/{task_id}",
                      "/v1/video/generations/{task_id}/events",
-                     generations_request, shapes.generation, shapes.generation,
+                     GENERATIONS_FIELDS, shapes.generation, shapes.generation, "Generation",
+                     "Generation",
                      operations=("create_generation", "get_generation", "generation_events"))
 UNIFIED = Family("unified", "/v1/video/create", "/v1/video/query", "/v1/video/query/events",
-                 unified_request, shapes.unified_query, shapes.unified_created,
+                 UNIFIED_FIELDS, shapes.unified_query, shapes.unified_created, "UnifiedQuery",
+                 "UnifiedCreated",
                  operations=("create", "query", "query_events"))
 FAMILIES = (VIDEOS, GENERATIONS, UNIFIED)
 
@@ -172,8 +184,17 @@ def _read_endpoint(family: Family) -> Callable[..., Any]:
     return with_task_id(family, read_task)
 
 
+def create_answers(family: Family) -> dict[str, Any]:
+    """What a create may answer besides what every route does (api/contract.py): a refused
+    model (403), an unknown one (404 where the family says so), the balance (402), a reused
+    Idempotency-Key (409), and a concurrency cap (429, as a key's rate limit)."""
+    return answers(ref(family.created_schema), body=family.fields.form_body(), idempotent=True,
+                   errors=(402, 403, 409, family.model_not_found_status))
+
+
 for _family in FAMILIES:
     router.add_api_route(_family.create_path, _create_endpoint(_family), methods=["POST"],
-                         name=_family.operations[0])
+                         name=_family.operations[0], openapi_extra=create_answers(_family))
     router.add_api_route(_family.status_path, _read_endpoint(_family), methods=["GET"],
-                         name=_family.operations[1])
+                         name=_family.operations[1],
+                         openapi_extra=answers(ref(_family.schema), errors=(404,)))

@@ -9,6 +9,7 @@ part, an http(s) URL, a data: URL, a list of those (first one used), or an objec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,24 +17,74 @@ import orjson
 from ..catalog import ImageInput, RawVideoRequest
 from ..errors import invalid
 from .bodies import Body
+from .contract import FormBody
+from .schemas import Schema
+
+TEXT_OR_INT: Schema = {"type": ["string", "integer"]}
+# The fields every create reads under one spelling, as a JSON body holds them (a form holds
+# text: `metadata` as a JSON string). The catalog (catalog/requests.py) decides what values
+# are valid; these are the types a request may send.
+CREATE_FIELDS: dict[str, Schema] = {
+    "prompt": {"type": "string", "description": "1..32000 characters after trimming"},
+    "model": {"type": "string"},
+    "size": {"type": "string", "description": "WIDTHxHEIGHT, e.g. 1280x720"},
+    "width": TEXT_OR_INT,
+    "height": TEXT_OR_INT,
+    "aspect_ratio": {"type": "string", "description": "W:H, e.g. 16:9"},
+    "metadata": {"type": "object", "description": "passed to the backend"},
+    "n": {**TEXT_OR_INT, "description": "only 1"},
+    "seed": TEXT_OR_INT,
+}
+LENGTH: Schema = {"type": ["string", "integer"], "description": "seconds, e.g. 8 or \"8\""}
+# An image field in JSON: a URL or data: URL, a list of those (the first is used), or an
+# object {"image_url": ...} / {"image_url": {"url": ...}}
+URL_TEXT: Schema = {"type": "string", "description": "an http(s) URL or a data: URL"}
+IMAGE_JSON: Schema = {"anyOf": [
+    URL_TEXT, {"type": "array", "items": URL_TEXT},
+    {"type": "object", "properties": {"image_url": {"anyOf": [
+        URL_TEXT, {"type": "object", "properties": {"url": URL_TEXT}}]}, "url": URL_TEXT}},
+]}
 
 
-def videos_request(body: Body) -> RawVideoRequest:
-    return raw_request(body, seconds_fields=("seconds", "duration"),
-                       image_fields=("input_reference", "image_url"))
+@dataclass(frozen=True)
+class CreateFields:
+    """How one family reads a create body: the spellings of the length and of the image,
+    each in the order they are read; the same declaration documents the body (`form_body`)."""
+
+    seconds: tuple[str, ...]
+    images: tuple[str, ...]
+    requires_model: bool = False
+
+    def parse(self, body: Body) -> RawVideoRequest:
+        if self.requires_model and body.first("model") is None:
+            raise invalid("'model' is required.", param="model")
+        return raw_request(body, seconds_fields=self.seconds, image_fields=self.images)
+
+    def form_body(self) -> FormBody:
+        required = ("prompt", "model") if self.requires_model else ("prompt",)
+        lengths = dict.fromkeys(self.seconds, LENGTH)
+        form = {name: {"type": "string"} for name in (*CREATE_FIELDS, *self.seconds)}
+        form["metadata"] = {"type": "string", "description": "a JSON object"}
+        # a form's image: a file part, a URL, or the bracketed spellings api/bodies.py nests
+        images = {name: URL_TEXT for name in self.images}
+        for name in self.images:
+            images[f"{name}[image_url]"] = URL_TEXT
+            images[f"{name}[]"] = URL_TEXT
+        return FormBody(json={**CREATE_FIELDS, **lengths,
+                              **dict.fromkeys(self.images, IMAGE_JSON)},
+                        form={**form, **images}, files=self.images,
+                        json_required=required, form_required=required,
+                        example={"prompt": "a red fox in the snow", "model": "sora-2",
+                                 self.seconds[0]: 4})
 
 
-def generations_request(body: Body) -> RawVideoRequest:
-    """`model` is required on this family, unlike the others."""
-    if body.first("model") is None:
-        raise invalid("'model' is required.", param="model")
-    return raw_request(body, seconds_fields=("duration", "seconds"),
-                       image_fields=("image", "image_url", "images", "input_reference"))
-
-
-def unified_request(body: Body) -> RawVideoRequest:
-    return raw_request(body, seconds_fields=("duration", "seconds"),
-                       image_fields=("images", "image_url", "image", "input_reference"))
+VIDEOS = CreateFields(seconds=("seconds", "duration"), images=("input_reference", "image_url"))
+# `model` is required on this family, unlike the others
+GENERATIONS = CreateFields(seconds=("duration", "seconds"),
+                           images=("image", "image_url", "images", "input_reference"),
+                           requires_model=True)
+UNIFIED = CreateFields(seconds=("duration", "seconds"),
+                       images=("images", "image_url", "image", "input_reference"))
 
 
 def raw_request(
@@ -41,19 +92,13 @@ def raw_request(
 ) -> RawVideoRequest:
     """Body fields -> raw request; `param` of a length error names the spelling used."""
     seconds_param = _one_length(body, seconds_fields)
+    values = {name: body.fields.get(name) for name in CREATE_FIELDS}
+    values["metadata"] = _metadata(values["metadata"])
     return RawVideoRequest(
-        prompt=body.fields.get("prompt"),
-        model=body.fields.get("model"),
-        size=body.fields.get("size"),
-        width=body.fields.get("width"),
-        height=body.fields.get("height"),
+        **values,
         seconds=body.first(*seconds_fields),
         seconds_param=seconds_param,
-        aspect_ratio=body.fields.get("aspect_ratio"),
         image=image_from_body(body, *image_fields),
-        metadata=_metadata(body.fields.get("metadata")),
-        n=body.fields.get("n"),
-        seed=body.fields.get("seed"),
     )
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ..domain import VARIANTS
 from ..errors import ApiError, not_found
 from ..signing import verify
-from .content import asset_response
+from .content import asset_answers, asset_response
 from .deps import Deps
 
 router = APIRouter()
@@ -38,4 +38,5 @@ async def signed_file(
 # methods gave both the same operation id, and FastAPI warned on every /openapi.json).
 for _method in ("GET", "HEAD"):
     router.add_api_route("/files/{task_id}/{variant}", signed_file, methods=[_method],
-                         name=f"{_method.lower()}_signed_file")
+                         name=f"{_method.lower()}_signed_file", response_class=Response,
+                         openapi_extra=asset_answers(403))  # 403: not signed, or expired

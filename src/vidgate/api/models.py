@@ -15,8 +15,10 @@ from starlette.responses import Response
 from ..catalog import Model
 from ..errors import ApiError
 from .auth import Owner
+from .contract import answers
 from .deps import Deps
 from .responses import json_response
+from .schemas import ref
 
 router = APIRouter()
 
@@ -29,7 +31,7 @@ def render(model: Model) -> dict[str, Any]:
             "seconds": list(model.seconds), "default_seconds": model.default_seconds}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", openapi_extra=answers(ref("ModelList")))
 async def list_models(services: Deps, key: Owner) -> Response:
     catalog = services.tasks.catalog
     data = [render(m) for m in catalog.models.values()
@@ -37,7 +39,7 @@ async def list_models(services: Deps, key: Owner) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-@router.get("/v1/models/{model_id}")
+@router.get("/v1/models/{model_id}", openapi_extra=answers(ref("Model")))
 async def retrieve_model(model_id: str, services: Deps, key: Owner) -> Response:
     catalog = services.tasks.catalog
     name = catalog.canonical(model_id)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from .admin import require_admin
+from .admin import check_admin
 from .deps import Deps
 from .responses import json_response
 
@@ -35,5 +35,5 @@ async def readyz(services: Deps) -> Response:
 async def metrics(request: Request, services: Deps) -> Response:
     """Prometheus text format; the admin token is required unless VIDGATE_METRICS_PUBLIC."""
     if not services.settings.metrics_public:
-        await require_admin(request)
+        await check_admin(request)
     return Response(await services.scrape.render(), media_type=CONTENT_TYPE_LATEST)

@@ -10,10 +10,15 @@ from ..domain import Task
 from ..services import Services
 from .auth import Owner
 from .bodies import read_body
-from .content import asset_response
+from .content import asset_answers, asset_response
+from .contract import FormBody, answers
 from .deps import Deps
 from .families import VIDEOS
 from .responses import json_response
+from .schemas import ref
+
+REMIX_BODY = FormBody(json={"prompt": {"type": "string"}}, form={"prompt": {"type": "string"}},
+                      json_required=("prompt",), form_required=("prompt",))
 
 router = APIRouter()
 
@@ -23,7 +28,7 @@ def _video_response(task: Task, request: Request, services: Services) -> Respons
                          headers=VIDEOS.headers(task))
 
 
-@router.get("/v1/videos")
+@router.get("/v1/videos", openapi_extra=answers(ref("VideoList")))
 async def list_videos(
     request: Request,
     key: Owner,
@@ -43,13 +48,15 @@ async def list_videos(
     })
 
 
-@router.delete("/v1/videos/{video_id}")
+@router.delete("/v1/videos/{video_id}", openapi_extra=answers(ref("VideoDeleted")))
 async def delete_video(video_id: str, key: Owner, services: Deps) -> Response:
     await services.tasks.delete(key.id, video_id)
     return json_response({"id": video_id, "object": "video.deleted", "deleted": True})
 
 
-@router.post("/v1/videos/{video_id}/remix")
+@router.post("/v1/videos/{video_id}/remix",
+             openapi_extra=answers(ref("Video"), body=REMIX_BODY, idempotent=True,
+                                   errors=(402, 403, 409)))
 async def remix_video(video_id: str, request: Request, key: Owner, services: Deps) -> Response:
     body = await read_body(request, services.settings.max_upload_bytes)
     task = await services.tasks.remix(
@@ -59,7 +66,8 @@ async def remix_video(video_id: str, request: Request, key: Owner, services: Dep
     return _video_response(task, request, services)
 
 
-@router.get("/v1/videos/{video_id}/content")
+@router.get("/v1/videos/{video_id}/content", response_class=Response,
+            openapi_extra=asset_answers())
 async def download_content(
     video_id: str, request: Request, key: Owner, services: Deps, variant: str = "video"
 ) -> Response:

@@ -36,7 +36,15 @@ class BackendError(Exception):
 
 
 class SubmitRefused(BackendError):
-    """Refused before acceptance: no upstream job exists, so another channel may be tried."""
+    """Refused before acceptance: no upstream job exists, so another channel may be tried.
+
+    `answer_lost`: the request went out but its answer never came back (a timeout, a dropped
+    connection), so the upstream may have made the job after all."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 answer_lost: bool = False) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.answer_lost = answer_lost
 
 
 class TransientError(BackendError):
@@ -127,6 +135,10 @@ class Backend(Protocol):
     poll_interval: float
     # True when the backend can remix an upstream video by id (`Job.remix_of`).
     supports_remix: bool
+    # True when a submit carries a key derived from the task (the gateway protocols'
+    # `Idempotency-Key`), so that a repeated submit on the same channel finds the job the
+    # first one made instead of making a second.
+    idempotent_submit: bool
     # What it does beyond a plain create: domain.EDIT, EXTEND, CHARACTERS (the router
     # sends such jobs only to backends that list them).
     operations: frozenset[str]

@@ -12,6 +12,8 @@ from .http.base import HttpBackend, put_image
 
 
 class GenerationsBackend(HttpBackend):
+    idempotent_submit = True  # every submit carries Idempotency-Key: the task id
+
     async def submit(self, job: Job) -> str:
         req = job.request
         body: dict[str, Any] = {

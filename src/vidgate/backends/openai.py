@@ -16,6 +16,7 @@ from .http.base import HttpBackend
 
 class OpenAIBackend(HttpBackend):
     supports_remix = True
+    idempotent_submit = True  # every submit carries Idempotency-Key: the task id
     # Characters travel by name in the prompt: each was created on this channel too
     # (create_character), under the same key.
     operations = frozenset({EDIT, EXTEND, CHARACTERS})

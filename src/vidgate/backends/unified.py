@@ -13,6 +13,8 @@ _RATIO_OF_SIZE = {size: ratio for ratio, size in ASPECT_RATIOS.items()}
 
 
 class UnifiedBackend(HttpBackend):
+    idempotent_submit = True  # every submit carries Idempotency-Key: the task id
+
     async def submit(self, job: Job) -> str:
         req = job.request
         body: dict[str, Any] = {

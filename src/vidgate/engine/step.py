@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import shutil
 import time
@@ -37,6 +38,7 @@ from ..domain import (
     COMPLETED,
     EXTEND,
     FAILED,
+    INTERNAL_ERROR,
     TIMEOUT,
     UPSTREAM_ERROR,
     Task,
@@ -59,6 +61,11 @@ _POLL_OUTCOMES = {COMPLETED: "completed", FAILED: "failed"}
 ERROR_RETRY = (1.0, 30.0)
 WITHDRAW_ATTEMPTS = 4  # tries of an upstream cancel before it is given up
 WITHDRAW_BACKOFF = 0.25  # seconds before the second try; doubled after each
+# A submit whose answer was lost, on a channel that takes an idempotency key, is tried again
+# on that channel only (task params `resubmit_to`), up to this many lost answers; then the
+# task may move on, leaving a job that channel may have made unseen.
+PINNED_SUBMITS = 3
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)  # a blob write that failed for want of space
 
 
 class Steps:
@@ -138,6 +145,9 @@ class Steps:
                      CHARACTERS if job.character else None)
         if operation == EXTEND and not self.router.can_route(job.request, False, EXTEND):
             job, only, operation = await self._continuation(job), job.source.channel, None
+        pinned = task.params.get("resubmit_to") or {}
+        if pinned.get("lost", 0) < PINNED_SUBMITS and self.router.get(pinned.get("channel")):
+            only = pinned["channel"]
         for channel in self.router.order(job.request, only=only, image=job.reference is not None,
                                          operation=operation):
             if not self.router.reserve(channel):
@@ -151,6 +161,11 @@ class Steps:
                 if exc.retry_after is not None:
                     hints.append(exc.retry_after)
                 log.info("channel %s refused %s: %s", channel.name, task.id, exc.message)
+                if exc.answer_lost and channel.backend.idempotent_submit:
+                    # the job may exist there; only the same key on the same channel finds
+                    # it again, another channel would leave it running (and billed) unseen
+                    await self._pin(task, channel.name)
+                    break
                 continue
             except UpstreamFailed:
                 self.router.answered(channel, accepted=False)
@@ -171,6 +186,14 @@ class Steps:
             return channel
         await self._release(task, self._queue_delay(task, job.request, hints))
         return None
+
+    async def _pin(self, task: Task, channel_name: str) -> None:
+        """Keep the next submits of `task` on the channel that may hold its job."""
+        pinned = task.params.get("resubmit_to") or {}
+        lost = pinned.get("lost", 0) + 1 if pinned.get("channel") == channel_name else 1
+        params = {**task.params, "resubmit_to": {"channel": channel_name, "lost": lost}}
+        if await self.leases.update_leased(task.id, self.worker_id, params=params):
+            task.params = params
 
     async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
         values: dict = {"backend": channel.name, "upstream_id": upstream_id}
@@ -242,6 +265,11 @@ class Steps:
         except TransientError as exc:
             await self._release(task, self._poll_delay(task, channel, exc.retry_after))
             return
+        except OSError as exc:
+            if exc.errno not in STORAGE_FULL:
+                raise
+            await self._storage_full(task, exc)
+            return
         finally:
             self._drop_work_dir(task)
         if won:
@@ -252,6 +280,17 @@ class Steps:
             self.router.finished(channel.name)
         else:  # cancelled meanwhile: let the next claim record that
             await self._release(task, delay=0)
+
+    async def _storage_full(self, task: Task, exc: OSError) -> None:
+        """The provider's result is ready but does not fit in our storage: try again later,
+        and remember that the reason is ours, so that the deadline fails the task with
+        `internal_error`, not `timeout`."""
+        log.warning("task %s: the result could not be stored, will retry: %s", task.id, exc)
+        if not task.params.get("storage_full"):
+            params = {**task.params, "storage_full": True}
+            if await self.leases.update_leased(task.id, self.worker_id, params=params):
+                task.params = params
+        await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
 
     async def _result_unavailable(self, task: Task, channel: Channel,
                                   exc: ResultUnavailable) -> None:
@@ -393,6 +432,10 @@ class Steps:
 
     async def _timeout(self, task: Task, channel: Channel | None, job: Job) -> None:
         await self._withdraw(channel, job)
+        if task.params.get("storage_full"):
+            await self._fail(task, INTERNAL_ERROR, "The finished video could not be stored "
+                             "before the task's deadline (the gateway's storage is full).")
+            return
         await self._fail(task, TIMEOUT, "The task did not finish before its deadline.")
 
     async def _cancel(self, task: Task, channel: Channel | None, job: Job) -> None:

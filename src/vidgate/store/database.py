@@ -20,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..domain import ApiKey, Task
@@ -114,7 +115,10 @@ class Database:
 
 def is_unreachable(exc: BaseException) -> bool:
     """The database could not be reached or dropped the connection: a fault of the moment,
-    not of the request (the API answers 503 with Retry-After; the engine tries again)."""
+    not of the request (the API answers 503 with Retry-After; the engine tries again). A pool
+    with no free connection for its whole timeout counts too: the database is swamped."""
+    if isinstance(exc, PoolTimeout):
+        return True
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
     if isinstance(exc, StatementError) and isinstance(exc.orig, BaseException):

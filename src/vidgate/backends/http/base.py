@@ -32,6 +32,7 @@ class HttpBackend:
 
     sticky = False
     supports_remix = False
+    idempotent_submit = False  # the hosted providers document no idempotency key
     supports_callbacks = False  # kinds that take provider callbacks say so (base.CallbackKind)
     operations: frozenset[str] = frozenset()
 

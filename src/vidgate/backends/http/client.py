@@ -131,8 +131,10 @@ class ChannelClient:
                     return UpstreamResponse(response.status, response.headers,
                                             await response.read())
             except (TimeoutError, aiohttp.ClientError) as exc:
-                kind = SubmitRefused if submit else TransientError
-                raise kind(f"{method} {path} failed: {type(exc).__name__}") from exc
+                message = f"{method} {path} failed: {type(exc).__name__}"
+                if submit:
+                    raise SubmitRefused(message, answer_lost=not _never_sent(exc)) from exc
+                raise TransientError(message) from exc
             finally:
                 self._observe(method, time.perf_counter() - started)
 
@@ -242,3 +244,9 @@ def _check_download(response: UpstreamResponse) -> None:
     if status in (401, 403, 404, 410):
         raise ResultUnavailable(f"the result answered HTTP {status}")
     raise TransientError(f"the result answered HTTP {status}", retry_after=retry_after(response))
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a failed request certainly never reached the upstream (no connection was
+    made); any other failure may have lost the answer to a request it handled."""
+    return isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))

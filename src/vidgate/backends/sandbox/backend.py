@@ -36,6 +36,7 @@ class SandboxBackend:
     name = "sandbox"
     sticky = True
     supports_remix = False  # a remix renders anew from the source's thumbnail
+    idempotent_submit = False  # in-process: a submit's answer is never lost
     operations = frozenset({EDIT, EXTEND, CHARACTERS})
 
     def __init__(self, workers: int = 1, fps: int = 24, poll_interval: float = 0.25) -> None:
