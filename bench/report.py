@@ -173,6 +173,55 @@ def _engine_callbacks_table(results: dict) -> list[str]:
         f"| {k} | {v} |" for k, v in rows]
 
 
+POSTGRES_MODE = (
+    "Status reads and creates on PostgreSQL next to SQLite, measured in the same run on the "
+    "same core: for each database one `vidgate serve` (its engine completes the tasks the "
+    "status reads cycle through) takes the status reads, and one `VIDGATE_ROLE=api` process "
+    "on a fresh database takes the creates (the create endpoint's own throughput). vidgate "
+    "is pinned to core 0 as in the API phase; PostgreSQL is the machine's server (a system "
+    "service, not pinned: it runs on either core, beside wrk on core 1). A `baseline` build "
+    "(`--baseline`) is measured the same way in the same run: before beside after.")
+
+
+def _postgres_table(results: dict) -> list[str]:
+    pg = results.get("postgres")
+    if not pg:
+        return ["_Not run: " + results.get("skipped", {}).get(
+            "postgres", "run it with `bench/run --phases postgres`") + "_"]
+    lines = [POSTGRES_MODE, ""]
+    if pg.get("baseline"):
+        lines += [f"Baseline: `{pg['baseline']}`.", ""]
+    lines += ["| build | operation | clients | SQLite req/s | PostgreSQL req/s | PostgreSQL "
+              "/ SQLite | vidgate CPU us/request, SQLite / PostgreSQL | SQLite p50 / p99 ms "
+              "| PostgreSQL p50 / p99 ms | errors |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for build, data in pg.get("builds", {}).items():
+        lite, post = data.get("sqlite", {}), data.get("postgresql", {})
+        for key, row in post.get("ops", {}).items():
+            op, conns = key.split("_c")
+            other = lite.get("ops", {}).get(key) or {}
+            ratio = (data.get("ratios") or {}).get(key)
+            cpu = [d.get("cpu_us_per_request", {}).get(key) for d in (lite, post)]
+            lines.append(
+                f"| {build} | {op} | {conns} | {_num(other.get('rps'))} | {_num(row['rps'])} "
+                f"| **{_num(ratio and ratio * 100)}%** | {_num(cpu[0])} / {_num(cpu[1])} "
+                f"| {_num(other.get('p50_ms'), '{:.2f}')} / {_num(other.get('p99_ms'), '{:.2f}')}"
+                f" | {_num(row['p50_ms'], '{:.2f}')} / {_num(row['p99_ms'], '{:.2f}')} "
+                f"| {row['errors'] + other.get('errors', 0)} |")
+    return lines
+
+
+def _carried_over(results: dict) -> list[str]:
+    kept = results.get("carried_over") or {}
+    runs: dict[tuple, list[str]] = {}
+    for section, origin in kept.items():
+        runs.setdefault((origin.get("finished_at"), origin.get("command")), []).append(section)
+    lines = [f"Kept from the run of {when} (`{command}`), not measured again in this one: "
+             f"{', '.join(f'`{s}`' for s in sections)}." for (when, command),
+             sections in runs.items()]
+    return [*lines, ""] if lines else []
+
+
 def _footprint_table(results: dict) -> list[str]:
     fp = results.get("footprint") or {}
     lines = ["| server | start to ready | idle RSS | max RSS under API load |",
@@ -214,6 +263,7 @@ def render(results: dict, notes: str = "") -> str:
         "# vidgate benchmarks", "",
         f"Measured {results.get('finished_at', '')} in one {mode} of `{results.get('command')}`."
         " Every ratio compares two numbers from this same run.", "",
+        *_carried_over(results),
         "![chart](chart.png)", "",
         "## Targets", "", *_targets(results), "",
         "## API: create and status reads", "",
@@ -221,6 +271,7 @@ def render(results: dict, notes: str = "") -> str:
         "## Downloads", "", *_download_table(results), "",
         "## Engine scale", "", *_engine_table(results), "",
         "## Engine scale with provider callbacks", "", *_engine_callbacks_table(results), "",
+        "## PostgreSQL next to SQLite", "", *_postgres_table(results), "",
         "## Footprint", "", *_footprint_table(results), "",
         "## Machine", "", *_machine(results), "",
         "## Commands", "", "```", *results.get("commands", []), "```", "",

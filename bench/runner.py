@@ -21,11 +21,18 @@ from vidgate.backends.sandbox.sample import padded_mp4, render_sample
 
 from . import machine, nginx, report, targets, tools, venvs, vidgate_db
 from .context import LOAD_CORE, SERVER_CORE, Context, Sizes
-from .phases import api, downloads, engine, processes
+from .phases import api, downloads, engine, postgres, processes
 from .targets_check import evaluate
 
 BENCH = Path(__file__).resolve().parent
-PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks")
+PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks", "postgres")
+# `postgres` needs a PostgreSQL server of its own, so it runs only when asked for.
+DEFAULT_PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks")
+# Where each phase's figures go in results.json (a run of some phases keeps the others').
+SECTIONS = {"api": ("api", "footprint"), "downloads": ("downloads",),
+            "processes": ("processes",), "engine": ("engine",),
+            "engine-callbacks": ("engine_callbacks",), "postgres": ("postgres",)}
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/vidgate_bench"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,8 +41,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds per phase and small counts (the smoke test's mode)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default bench/out, or bench/out-quick)")
-    parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--phases", default=",".join(DEFAULT_PHASES),
+                        help=f"comma-separated subset of {','.join(PHASES)} (default: all "
+                             "but postgres)")
+    parser.add_argument("--postgres-url", default=os.environ.get("VIDGATE_BENCH_POSTGRES_URL",
+                                                                 POSTGRES_URL),
+                        help="the postgres phase's database; DROPPED and created again "
+                             "before each server (env VIDGATE_BENCH_POSTGRES_URL)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="VIDGATE",
+                        help="postgres phase: also measure this `vidgate` executable (another "
+                             "build, e.g. main's tree) in the same run, as the 'before'")
     parser.add_argument("--no-litellm", action="store_true",
                         help="leave out the peer (default in --quick)")
     parser.add_argument("--litellm", action="store_true", help="include the peer in --quick")
@@ -222,17 +237,23 @@ def main(argv: list[str] | None = None) -> int:
     phases = Phases(results)
     sample = render_sample(ctx.work / "media", "bench upstream result")
     big = padded_mp4(sample.video, sample.folder / "big.mp4", sizes.big_bytes)
-    needs_nginx = wanted & {"api", "downloads"}
+    needs_nginx = wanted & {"api", "downloads", "postgres"}
     if needs_nginx and found.get("nginx"):
         upstream = phases.run("nginx start", lambda: nginx.start(
             found["nginx"] or "nginx", ctx.work / "nginx", sample.folder, big.name, LOAD_CORE))
         if upstream is not None:
             try:
-                bench_vidgate(ctx, phases, upstream, wanted)
+                if wanted & {"api", "downloads"}:
+                    bench_vidgate(ctx, phases, upstream, wanted)
                 if "api" in wanted and found.get("wrk") and not args.quick:
                     bench_vidgate_api_only(ctx, phases, upstream)
                 if with_litellm:
                     bench_litellm(ctx, phases, upstream, wanted)
+                if "postgres" in wanted and found.get("wrk"):
+                    out = phases.run("postgres", lambda: postgres.run(
+                        ctx, upstream, args.postgres_url, args.baseline))
+                    if out:
+                        results["postgres"] = out
             finally:
                 upstream.stop()
     if "processes" in wanted and found.get("wrk"):
@@ -252,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["commands"] = commands(args)
+    if not args.quick:
+        carry_over(results, wanted, BENCH / "results.json")
     results["targets"] = [c.as_dict() for c in evaluate(results)]
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     md = out_dir / "RESULTS.md"
@@ -271,6 +294,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] errors: {json.dumps(results['errors'], indent=2)}", file=sys.stderr)
         return 1
     return 0
+
+
+def carry_over(results: dict, wanted: set[str], previous: Path) -> None:
+    """A run of some phases (the default leaves out postgres) keeps the other phases'
+    figures from the last recorded run, and says so: RESULTS.md names the run each section
+    came from."""
+    if not previous.is_file():
+        return
+    old = json.loads(previous.read_text())
+    origins = old.get("carried_over") or {}
+    kept = {}
+    for phase in PHASES:
+        for section in SECTIONS[phase] if phase not in wanted else ():
+            if old.get(section):
+                results[section] = old[section]
+                kept[section] = origins.get(section) or {
+                    "finished_at": old.get("finished_at"), "command": old.get("command"),
+                    "load_average_start": old.get("load_average_start")}
+    if kept:
+        results["carried_over"] = kept
 
 
 def fresh_work_dir(work: Path) -> None:
@@ -304,6 +347,8 @@ def commands(args: argparse.Namespace) -> list[str]:
         "# the same without the peer, or one phase at a time:",
         "bench/run --no-litellm",
         "bench/run --phases api        # api | downloads | engine | engine-callbacks",
+        "bench/run --phases postgres --postgres-url postgresql+asyncpg://postgres@127.0.0.1"
+        ":5432/NAME [--baseline OTHER_TREE/.venv/bin/vidgate]",
         "# what the server under test and the load are, exactly:",
         "taskset -c 0 .venv/bin/vidgate serve --port P    # VIDGATE_CONFIG=bench/out/work/"
         "vidgate/vidgate.yaml",

@@ -76,10 +76,12 @@ def vidgate_env(data_dir: Path, config: Path, extra: dict[str, str] | None = Non
 def start_vidgate(run_dir: Path, upstream: str, *, core: int | None, poll_min: float = 0.5,
                   poll_max: float = 1.0, extra_env: dict[str, str] | None = None,
                   config_text: str | None = None, port: int | None = None,
-                  serve_args: tuple[str, ...] = ()) -> Target:
+                  serve_args: tuple[str, ...] = (),
+                  binary: Path | None = None) -> Target:
     """Fresh data dir and database, one API key, then `vidgate serve` (with `serve_args`)
     on `core` (None: any core), on `port` when the caller must know it first, e.g. for
-    VIDGATE_PUBLIC_URL."""
+    VIDGATE_PUBLIC_URL. `binary` is another build's `vidgate` (default: this venv's)."""
+    binary = binary or vidgate_bin()
     data_dir = run_dir / "vidgate-data"
     config = run_dir / "vidgate.yaml"
     shutil.rmtree(data_dir, ignore_errors=True)  # never resume an earlier run's tasks
@@ -87,13 +89,13 @@ def start_vidgate(run_dir: Path, upstream: str, *, core: int | None, poll_min: f
     config.write_text(config_text or vidgate_yaml(upstream, poll_min=poll_min,
                                                   poll_max=poll_max))
     env = vidgate_env(data_dir, config, extra_env)
-    made = subprocess.run([str(vidgate_bin()), "keys", "create", "--name", "bench"], env=env,
+    made = subprocess.run([str(binary), "keys", "create", "--name", "bench"], env=env,
                           capture_output=True, text=True, timeout=120)
     if made.returncode != 0:
         raise RuntimeError(f"vidgate keys create failed: {made.stderr[-2000:]}")
     key = made.stdout.strip().splitlines()[-1]
     port = port or procs.free_port()
-    proc = procs.start("vidgate", [str(vidgate_bin()), "serve", "--host", "127.0.0.1",
+    proc = procs.start("vidgate", [str(binary), "serve", "--host", "127.0.0.1",
                                    "--port", str(port), *serve_args],
                        core=core, log_dir=run_dir, env=env)
     base = f"http://127.0.0.1:{port}"

@@ -113,6 +113,16 @@ def evaluate(results: dict) -> list[Check]:
     else:
         checks.append(Check("completion lag p99 with callbacks", f"<= {CALLBACK_LAG_S:g} s",
                             "n/a", None))
+    build = _get(results, "postgres", "builds", "this tree") or {}
+    for op in ("status", "create"):
+        key = f"{op}_c{top}"
+        ratio = (build.get("ratios") or {}).get(key)
+        pg = _get(build, "postgresql", "ops", key, "rps")
+        lite = _get(build, "sqlite", "ops", key, "rps")
+        checks.append(Check(
+            f"{op} throughput on PostgreSQL vs SQLite, same core (c={top})", ">= 50%",
+            f"{ratio:.0%} ({pg:.0f} vs {lite:.0f} req/s)" if ratio is not None else "n/a",
+            _ok(ratio, ratio is not None and ratio >= 0.5)))
     ready = _get(results, "footprint", "vidgate", "ready_s")
     checks.append(Check("vidgate start to ready", "<= 2 s",
                         f"{ready:.2f} s" if ready is not None else "n/a",

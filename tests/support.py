@@ -177,3 +177,14 @@ def start_server(env: dict, key: str | None = None, port: int | None = None,
 
     wait_for(ready, timeout=60, what="the server to start")
     return server
+
+
+def make_task(owner: str, hold: int = 0, **extra):
+    """A queued task row for the store's own tests (no catalog, no API)."""
+    from vidgate.domain import QUEUED, Task, new_task_id
+
+    now = time.time()
+    return Task(id=new_task_id(), owner_id=owner, family="videos", model="sora-2",
+                prompt="p", width=1280, height=720, seconds=4, seed=0, status=QUEUED,
+                progress=0, created_at=int(now), status_updated_at=int(now),
+                deadline_at=now + 3600.25, next_poll_at=now, hold_micro=hold, **extra)

@@ -129,3 +129,26 @@ def test_targets_are_not_met_when_not_measured():
     assert checks and all(c.met is None for c in checks)
     text = report.render({"config": {"concurrency": [1, 32]}, "skipped": {"api": "no wrk"}})
     assert "not measured" in text and "no wrk" in text
+
+
+def test_a_run_of_some_phases_keeps_the_others_and_says_from_when(tmp_path):
+    from bench import runner
+
+    previous = tmp_path / "results.json"
+    ops = {"status_c32": {"rps": 600.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}}
+    previous.write_text(json.dumps({
+        "finished_at": "earlier", "command": "bench/run", "engine": {},
+        "api": {"vidgate": {"ops": ops}},
+        "postgres": {"builds": {"this tree": {"postgresql": {"ops": ops},
+                                              "sqlite": {"ops": {"status_c32": {
+                                                  **ops["status_c32"], "rps": 1000.0}}},
+                                              "ratios": {"status_c32": 0.6}}}}}))
+    results = {"config": {"concurrency": [1, 32]}, "engine": {}, "api": {}}
+    runner.carry_over(results, {"api", "downloads"}, previous)
+    assert results["api"] == {}  # measured in this run (here: nothing), never replaced
+    assert set(results["carried_over"]) == {"postgres"}  # an empty section is not kept
+    text = report.render(results)
+    assert "Kept from the run of earlier (`bench/run`)" in text
+    assert "**60%**" in text  # PostgreSQL's share of SQLite, from the kept section
+    check = next(c for c in evaluate(results) if c.name.startswith("status throughput on"))
+    assert check.met is True and check.value.startswith("60%")

@@ -1,19 +1,19 @@
-"""The store's single copies: statements compiled once for the SQLite fast path, conversions
+"""The store's single copies: statements compiled once for the fast paths, conversions
 taken from the schema, one hold-and-concurrency rule, one answer about revoked keys."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 
+from support import make_task
 from vidgate.catalog import RawVideoRequest
-from vidgate.domain import QUEUED, ApiKey, Task, new_task_id
+from vidgate.domain import ApiKey
 from vidgate.errors import ApiError
 from vidgate.store import admission
 from vidgate.store import tasks as tasks_store
 from vidgate.store.admission import ConcurrencyLimitReached
+from vidgate.store.compiled import compile_sqlite
 from vidgate.store.database import Database
 from vidgate.store.keys import hash_key
 from vidgate.store.ledger import InsufficientBalance
@@ -21,24 +21,23 @@ from vidgate.store.schema import tasks
 from vidgate.store.tasks import task_from_row
 
 
-def _task(owner: str, hold: int = 0, **extra) -> Task:
-    now = time.time()
-    return Task(id=new_task_id(), owner_id=owner, family="videos", model="sora-2",
-                prompt="p", width=1280, height=720, seconds=4, seed=0, status=QUEUED,
-                progress=0, created_at=int(now), status_updated_at=int(now),
-                deadline_at=now + 3600, next_poll_at=now, hold_micro=hold, **extra)
-
-
 def test_conversions_come_from_the_column_types():
     insert = admission.SQLITE[admission.INSERT_TASK]
-    converted = {name for name, _ in insert.to_sql}
+    converted = {name for name, _ in insert.to_db}
     assert {"params", "cancel_requested"} <= converted
     assert not {"id", "prompt", "status"} & converted
     row = insert.params({**{n: None for n in insert.names}, "params": {"a": [1]},
                          "cancel_requested": True})
     assert row["params"] == '{"a": [1]}' and row["cancel_requested"] == 1
-    read = tasks_store._SQLITE[tasks_store.TASK_BY_ID]
-    assert {name for name, _ in read.from_sql} == {"params", "cancel_requested"}
+    read = compile_sqlite(tasks_store.TASK_BY_ID)
+    assert {name for name, _ in read.from_db} == {"params", "cancel_requested"}
+    # asyncpg: JSON written as text by the column's type, booleans and JSON read natively
+    pg_insert = admission.POSTGRES[admission.INSERT_TASK]
+    args = pg_insert.args({**{n: None for n in pg_insert.names}, "params": {"a": [1]},
+                           "cancel_requested": True})
+    assert args[pg_insert.order.index("params")] == '{"a": [1]}'
+    assert args[pg_insert.order.index("cancel_requested")] is True
+    assert pg_insert.sql.count("$") == len(pg_insert.order)
 
 
 async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch):
@@ -47,7 +46,10 @@ async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch)
     try:
         key, _ = await db.create_key("fast", balance_micro=10, max_concurrent=5,
                                      allowed_models=["sora-2"])
-        # from here on, neither SQLAlchemy's compiler nor its engine may be used
+        # each read statement is compiled at its first use...
+        assert await db.get_task("task_none", key.id) is None
+        assert await db.get_key("key_none") is None
+        # ...and from here on, neither SQLAlchemy's compiler nor its engine may be used
         def refuse(*_args, **_kwargs):
             raise AssertionError("the SQLite fast path went through SQLAlchemy")
 
@@ -55,7 +57,7 @@ async def test_sqlite_fast_path_compiles_nothing_per_call(tmp_path, monkeypatch)
             patched.setattr(sa.sql.compiler.SQLCompiler, "__init__", refuse)
             patched.setattr(type(db.engine), "connect", refuse)
             patched.setattr(type(db.engine), "begin", refuse)
-            task = _task(key.id, hold=4, params={"metadata": {"k": "v"}})
+            task = make_task(key.id, hold=4, params={"metadata": {"k": "v"}})
             assert (await db.tasks.insert(task, max_concurrent=5))[1]
             got = await db.get_task(task.id, key.id)
             found = await db.get_key(key.id)
@@ -76,10 +78,10 @@ async def test_one_exception_per_refusal_on_every_writer(database_url):
     try:
         key, _ = await db.create_key("refused", balance_micro=5)
         with pytest.raises(InsufficientBalance):
-            await db.tasks.insert(_task(key.id, hold=6))
-        assert (await db.tasks.insert(_task(key.id, hold=5), max_concurrent=1))[1]
+            await db.tasks.insert(make_task(key.id, hold=6))
+        assert (await db.tasks.insert(make_task(key.id, hold=5), max_concurrent=1))[1]
         with pytest.raises(ConcurrencyLimitReached) as refused:
-            await db.tasks.insert(_task(key.id, hold=0), max_concurrent=1)
+            await db.tasks.insert(make_task(key.id, hold=0), max_concurrent=1)
         assert refused.value.active == 1
         assert (await db.get_key(key.id)).balance_micro == 0
         assert await db.keys.ledger_sum(key.id) == 0

@@ -1,15 +1,16 @@
 """Whether a new task may be written: its hold, the key's concurrency limit, the row.
 
 The rule is written once, as a generator that yields statements and is sent back each one's
-first result row, so it does no I/O of its own. Two writers drive it: `run_async` on a
-SQLAlchemy connection (PostgreSQL, SQLite without a file) and the SQLite group-commit thread
-(sqlite_writes), which runs the same statements compiled once for `sqlite3`.
+first result row, so it does no I/O of its own. Three writers drive it: `run_async` on a
+SQLAlchemy connection (SQLite without a file), the SQLite group-commit thread
+(sqlite_writes) and `run_asyncpg` on PostgreSQL (pg_direct), which run the same statements
+compiled once for `sqlite3` and for asyncpg.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import ACTIVE
 from . import wakeups
+from .compiled import compile_pg, compile_sqlite
 from .ledger import HOLD, InsufficientBalance
 from .schema import api_keys, ledger, tasks
-from .sqlite_compiled import compile_sqlite
 
 TASK_COLUMNS = [c.key for c in tasks.c if c.key != "seq"]  # `seq` is the database's
 
@@ -54,13 +55,14 @@ ACTIVE_COUNT = sa.select(sa.func.count()).select_from(tasks).where(
 )
 INSERT_TASK = tasks.insert()
 
-# The same statements for sqlite3, compiled once.
-SQLITE = {
-    TAKE_HOLD: compile_sqlite(TAKE_HOLD),
-    HOLD_ROW: compile_sqlite(HOLD_ROW),
-    ACTIVE_COUNT: compile_sqlite(ACTIVE_COUNT),
-    INSERT_TASK: compile_sqlite(INSERT_TASK, column_keys=TASK_COLUMNS, table=tasks),
-}
+# The same statements for sqlite3 and for asyncpg, compiled once (none returns a number
+# that asyncpg's dialect converts by its database type, so no types are needed here).
+SQLITE, POSTGRES = (
+    {TAKE_HOLD: compile_with(TAKE_HOLD),
+     HOLD_ROW: compile_with(HOLD_ROW),
+     ACTIVE_COUNT: compile_with(ACTIVE_COUNT),
+     INSERT_TASK: compile_with(INSERT_TASK, column_keys=TASK_COLUMNS, table=tasks)}
+    for compile_with in (compile_sqlite, compile_pg))
 
 Step = tuple[sa.Executable, Mapping[str, Any]]
 
@@ -87,18 +89,36 @@ def admit(row: Mapping[str, Any], max_concurrent: int | None
     yield INSERT_TASK, row
 
 
-async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
-                    max_concurrent: int | None) -> None:
+async def _drive(row: Mapping[str, Any], max_concurrent: int | None,
+                 execute: Callable[[sa.Executable, Mapping[str, Any]], Awaitable[Any]]) -> None:
+    """Run `admit`'s statements one after another with `execute` (-> the first row)."""
     steps = admit(row, max_concurrent)
     answer = None
     while True:
         try:
             stmt, params = steps.send(answer)
         except StopIteration:
-            await wakeups.announce(conn)  # on PostgreSQL, engines elsewhere start at once
             return
+        answer = await execute(stmt, params)
+
+
+async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
+                    max_concurrent: int | None) -> None:
+    async def execute(stmt: sa.Executable, params: Mapping[str, Any]) -> Any:
         result = await conn.execute(stmt, params)
-        answer = result.first() if result.returns_rows else None
+        return result.first() if result.returns_rows else None
+
+    await _drive(row, max_concurrent, execute)
+    await wakeups.announce(conn)  # on PostgreSQL, engines elsewhere start at once
+
+
+async def run_asyncpg(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:
+    """The same on an asyncpg connection, inside the caller's transaction."""
+    async def execute(stmt: sa.Executable, params: Mapping[str, Any]) -> Any:
+        compiled = POSTGRES[stmt]
+        return await conn.fetchrow(compiled.sql, *compiled.args(params))
+
+    await _drive(row, max_concurrent, execute)
 
 
 def run_sqlite(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .pg_direct import PgDirect
 from .schema import characters
+from .sqlite_reads import SqliteRows
+
+# Newest first, so a name used twice resolves to the latest clip. Read on every create.
+OF_OWNER = (sa.select(characters).where(characters.c.owner_id == sa.bindparam("owner_id"))
+            .order_by(characters.c.created_at.desc(), characters.c.id))
 
 
 @dataclass
@@ -21,8 +27,9 @@ class Character:
 
 
 class Characters:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None) -> None:
         self.engine = engine
+        self._rows = rows  # the fast path's reads, when there is one
 
     async def insert(self, character: Character) -> None:
         async with self.engine.begin() as conn:
@@ -36,8 +43,9 @@ class Characters:
         return Character(**row._mapping) if row else None
 
     async def of_owner(self, owner_id: str) -> list[Character]:
-        """Newest first, so a name used twice resolves to the latest clip."""
-        query = (sa.select(characters).where(characters.c.owner_id == owner_id)
-                 .order_by(characters.c.created_at.desc(), characters.c.id))
+        """Newest first (OF_OWNER)."""
+        values = {"owner_id": owner_id}
+        if self._rows is not None:
+            return [Character(**row) for row in await self._rows.all(OF_OWNER, values)]
         async with self.engine.connect() as conn:
-            return [Character(**r._mapping) for r in (await conn.execute(query)).all()]
+            return [Character(**r._mapping) for r in (await conn.execute(OF_OWNER, values)).all()]

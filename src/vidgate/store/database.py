@@ -1,6 +1,8 @@
 """The database: engine set-up, migrations, and the stores that share one connection pool.
 
-SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when VIDGATE_DATABASE_URL says so. The
+SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when VIDGATE_DATABASE_URL says so; on
+either, the hot statements (one-row reads, new tasks) skip SQLAlchemy's execution on a
+driver of their own (sqlite_reads and sqlite_writes, pg_direct). The
 work is split by job: `keys` (keys.py: keys and their accounts), `tasks` (tasks.py: what the
 API reads and writes), `leases` (leases.py: what the engine claims and finishes). The few
 methods below that forward to them are what the HTTP layer and the CLI call.
@@ -23,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ..domain import ApiKey, Task
 from .characters import Characters
+from .compiled import JSON_DESERIALIZER
 from .keys import Keys
 from .leases import Leases
-from .sqlite_compiled import JSON_DESERIALIZER
+from .pg_direct import PgDirect
+from .pg_writes import PgTaskWriter
 from .sqlite_reads import SqliteRows, sqlite_file
 from .sqlite_writes import SqliteTaskWriter
 from .tasks import Tasks
@@ -54,20 +58,28 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # On an SQLite file, one-row reads skip the async adapter (see sqlite_reads),
-        # and new tasks are written in batches by one thread (see sqlite_writes).
+        # and new tasks are written in batches by one thread (see sqlite_writes); on
+        # PostgreSQL reads run on asyncpg's own pool (see pg_direct) and new tasks are
+        # batched on it (see pg_writes).
         path = sqlite_file(url) if self.is_sqlite else None
-        self._rows = SqliteRows(path) if path else None
-        self._writer = SqliteTaskWriter(path) if path else None
+        self._rows: SqliteRows | PgDirect | None = SqliteRows(path) if path else None
+        self._writer: SqliteTaskWriter | PgTaskWriter | None = (
+            SqliteTaskWriter(path) if path else None)
+        if url.startswith("postgresql+asyncpg"):
+            direct = PgDirect(url)
+            self._rows, self._writer = direct, PgTaskWriter(direct)
         self.keys = Keys(self.engine, self._rows)
         self.tasks = Tasks(self.engine, self._rows, self._writer)
         self.leases = Leases(self.engine, charge_overage=charge_overage)
-        self.characters = Characters(self.engine)
+        self.characters = Characters(self.engine, self._rows)
 
     async def close(self) -> None:
-        if self._writer is not None:
+        if isinstance(self._writer, SqliteTaskWriter):
             await asyncio.to_thread(self._writer.close)
-        if self._rows is not None:
+        if isinstance(self._rows, SqliteRows):
             self._rows.close()
+        elif self._rows is not None:
+            await self._rows.close()
         await self.engine.dispose()
 
     async def migrate(self) -> None:
@@ -113,7 +125,8 @@ def is_unreachable(exc: BaseException) -> bool:
         # a pooled connection found dead, whose reconnect failed: SQLAlchemy wraps the
         # driver's connect error (ConnectionRefusedError...) in a bare StatementError
         return is_unreachable(exc.orig)
-    # asyncpg's connect raises these unwrapped when nothing listens or the server hangs up
+    # asyncpg's connect raises these unwrapped when nothing listens or the server hangs up;
+    # pg_direct raises its ConnectionLost, a ConnectionError
     return isinstance(exc, (ConnectionError, TimeoutError)) or (
         isinstance(exc, OSError) and exc.errno in _CONNECT_ERRNOS)
 

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain import COMPLETED, ApiKey
 from . import ledger as ledger_ops
+from .pg_direct import PgDirect
 from .schema import api_keys, ledger, tasks
-from .sqlite_compiled import compile_sqlite
 from .sqlite_reads import SqliteRows
 
 # Fields of a key an operator may change after creation.
@@ -30,7 +30,7 @@ EDITABLE = ("name", "rpm_limit", "max_concurrent", "allowed_models", "webhook_ur
 
 _KEY_FIELDS = [f.name for f in dataclasses.fields(ApiKey)]
 KEY_BY_ID = sa.select(api_keys).where(api_keys.c.id == sa.bindparam("key_id"))
-_KEY_BY_ID_SQLITE = compile_sqlite(KEY_BY_ID)
+KEY_BY_HASH = sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest"))
 
 
 def hash_key(secret: str) -> str:
@@ -47,9 +47,9 @@ def key_from_mapping(mapping: Any) -> ApiKey:
 
 
 class Keys:
-    def __init__(self, engine: AsyncEngine, rows: SqliteRows | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None) -> None:
         self.engine = engine
-        self._rows = rows  # the SQLite file's direct reads, when there is one
+        self._rows = rows  # the fast path's one-row reads, when there is one
 
     async def create(self, name: str = "", **settings: Any) -> tuple[ApiKey, str]:
         """Create a key; `settings` are ApiKey fields (limits, webhook_url, ...).
@@ -81,18 +81,19 @@ class Keys:
         return key, secret
 
     async def for_hash(self, digest: str) -> ApiKey | None:
-        query = sa.select(api_keys).where(api_keys.c.key_hash == digest)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return key_from_mapping(row._mapping) if row else None
+        """The key whose secret hashes to `digest` (authentication), revoked or not."""
+        return await self._one(KEY_BY_HASH, {"digest": digest})
 
     async def get(self, key_id: str) -> ApiKey | None:
         """The key, revoked or not (see the module's docstring)."""
+        return await self._one(KEY_BY_ID, {"key_id": key_id})
+
+    async def _one(self, stmt: sa.Select, values: dict[str, Any]) -> ApiKey | None:
         if self._rows is not None:
-            found = self._rows.one(_KEY_BY_ID_SQLITE, {"key_id": key_id})
+            found = await self._rows.one(stmt, values)
             return key_from_mapping(found) if found else None
         async with self.engine.connect() as conn:
-            row = (await conn.execute(KEY_BY_ID, {"key_id": key_id})).first()
+            row = (await conn.execute(stmt, values)).first()
         return key_from_mapping(row._mapping) if row else None
 
     async def list(self) -> list[ApiKey]:

@@ -1,4 +1,5 @@
-"""One-row reads on SQLite through the standard library, on the calling thread.
+"""Small reads on SQLite (a task, a key, a key's characters) through the standard library,
+on the calling thread.
 
 A status read is one primary-key lookup. Through SQLAlchemy's async adapter and aiosqlite it
 costs a hop to aiosqlite's worker thread and back plus the adapter's layers: about half of a
@@ -15,9 +16,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .sqlite_compiled import SqliteStatement
+from .compiled import Compiled, compile_sqlite
 
 
 def sqlite_file(url: str) -> str | None:
@@ -40,6 +42,7 @@ class SqliteRows:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._compiled: dict[sa.Executable, Compiled] = {}
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -52,11 +55,22 @@ class SqliteRows:
                 self._opened.append(conn)
         return conn
 
-    def one(self, stmt: SqliteStatement, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The first row of a compiled SELECT as {column: value}, converted as SQLAlchemy
-        converts it (sqlite_compiled)."""
-        row = self._connection().execute(stmt.sql, stmt.params(values)).fetchone()
-        return None if row is None else stmt.row(row)
+    async def one(self, stmt: sa.Select, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row of `stmt` (compiled once) as {column: value}, converted as
+        SQLAlchemy converts it (compiled.py). Runs right here, on the event loop."""
+        compiled = self._compiled.get(stmt) or self._compile(stmt)
+        row = self._connection().execute(compiled.sql, compiled.params(values)).fetchone()
+        return None if row is None else compiled.row(row)
+
+    async def all(self, stmt: sa.Select, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row of `stmt`, as `one` reads the first."""
+        compiled = self._compiled.get(stmt) or self._compile(stmt)
+        rows = self._connection().execute(compiled.sql, compiled.params(values)).fetchall()
+        return [compiled.row(row) for row in rows]
+
+    def _compile(self, stmt: sa.Select) -> Compiled:
+        compiled = self._compiled[stmt] = compile_sqlite(stmt)
+        return compiled
 
     def close(self) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 
 On an SQLite file, one-task reads run the compiled statement on a plain `sqlite3` connection
 on the event loop (sqlite_reads) and inserts go to the group-commit thread (sqlite_writes);
-elsewhere the same statements run through SQLAlchemy.
+on PostgreSQL reads run on plain asyncpg connections (pg_direct) and inserts are batched
+too (pg_writes); elsewhere, and for everything else, the same statements run through
+SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import sqlite3
 import time
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain import Task
 from . import admission
+from .pg_direct import PgDirect
+from .pg_writes import PgTaskWriter
 from .schema import task_events, tasks
-from .sqlite_compiled import compile_sqlite
 from .sqlite_reads import SqliteRows
 from .sqlite_writes import SqliteTaskWriter
 
@@ -29,8 +33,8 @@ _LIVE = sa.select(tasks).where(tasks.c.id == sa.bindparam("task_id"),
                                tasks.c.deleted_at.is_(None))
 TASK_BY_ID = _LIVE
 TASK_BY_ID_FOR_OWNER = _LIVE.where(tasks.c.owner_id == sa.bindparam("owner_id"))
-_SQLITE = {TASK_BY_ID: compile_sqlite(TASK_BY_ID),
-           TASK_BY_ID_FOR_OWNER: compile_sqlite(TASK_BY_ID_FOR_OWNER)}
+# A reused Idempotency-Key, as each writer reports it.
+_DUPLICATE = (IntegrityError, sqlite3.IntegrityError, asyncpg.UniqueViolationError)
 
 
 def task_from_mapping(mapping: Any) -> Task:
@@ -55,11 +59,11 @@ _RECENT_COLUMNS = (tasks.c.id, tasks.c.owner_id, tasks.c.family, tasks.c.model, 
 
 
 class Tasks:
-    def __init__(self, engine: AsyncEngine, rows: SqliteRows | None = None,
-                 writer: SqliteTaskWriter | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None,
+                 writer: SqliteTaskWriter | PgTaskWriter | None = None) -> None:
         self.engine = engine
-        self._rows = rows
-        self._writer = writer
+        self._rows = rows      # the fast path's one-row reads, when there is one
+        self._writer = writer  # and its group-commit writer of new tasks
 
     async def insert(self, task: Task, *, max_concurrent: int | None = None
                      ) -> tuple[Task, bool]:
@@ -76,7 +80,7 @@ class Tasks:
             else:
                 async with self.engine.begin() as conn:
                     await admission.run_async(conn, row, max_concurrent)
-        except (IntegrityError, sqlite3.IntegrityError):
+        except _DUPLICATE:
             if task.idempotency_key is None:
                 raise
             existing = await self.find_by_idempotency_key(task.owner_id, task.idempotency_key)
@@ -100,7 +104,7 @@ class Tasks:
         else:
             stmt, values = TASK_BY_ID_FOR_OWNER, {"task_id": task_id, "owner_id": owner_id}
         if self._rows is not None:
-            found = self._rows.one(_SQLITE[stmt], values)
+            found = await self._rows.one(stmt, values)
             return task_from_mapping(found) if found else None
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt, values)).first()

@@ -19,18 +19,21 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .compiled import compile_pg
+
 log = logging.getLogger("vidgate.engine")
 
 CHANNEL = "vidgate_new_work"
 # pg_notify() rather than NOTIFY: a plain SELECT, which every driver path can prepare.
 # PostgreSQL folds identical notifications of one transaction into one.
-_NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, ""))
+NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, ""))
+NOTIFY_PG = compile_pg(NOTIFY)  # the same for a plain asyncpg connection (pg_writes)
 
 
 async def announce(conn: AsyncConnection) -> None:
     """Inside the caller's transaction: tell listening engines there is work (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(_NOTIFY)
+        await conn.execute(NOTIFY)
 
 
 class NewWorkListener:
