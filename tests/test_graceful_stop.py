@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -42,6 +43,21 @@ def _leases(url: str, ids: list[str]) -> list[tuple]:
     return asyncio.run(read())
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it has ended its work)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_sigterm_hands_tasks_to_another_worker_at_once(tmp_path):
     url, cleanup = fresh_database_url(tmp_path)
     env = server_env(tmp_path / "data", url, VIDGATE_LEASE_SECONDS=str(LEASE),
@@ -58,6 +74,8 @@ def test_sigterm_hands_tasks_to_another_worker_at_once(tmp_path):
                                  ).json()["status"] == "in_progress" for i in ids)
 
         wait_for(rendering, timeout=60, what="both renders to start")
+        renderers = _children(first.proc.pid)
+        assert renderers  # the render workers, busy with the two videos
         stopped_at = time.monotonic()
         first.proc.send_signal(signal.SIGTERM)  # the server process, as a supervisor would
         first.proc.wait(timeout=10)
@@ -69,6 +87,9 @@ def test_sigterm_hands_tasks_to_another_worker_at_once(tmp_path):
         assert all(row.next_poll_at <= time.time() for row in after), after
         log = first.log()
         assert "handed back 2 tasks on stopping" in log, log[-3000:]
+        # the abandoned renders stop with it: no orphan goes on rendering for nobody
+        wait_for(lambda: not [pid for pid in renderers if _alive(pid)], timeout=15,
+                 what="the render workers to end with their server")
 
         resumed_at = time.monotonic()
         api = start_server({**env, "VIDGATE_ROLE": "api"}, key=first.key)

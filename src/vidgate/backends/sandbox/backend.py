@@ -141,6 +141,16 @@ class SandboxBackend:
             render.cancel()
 
     async def close(self) -> None:
+        """Stop rendering: a render still running is abandoned with this process's leases
+        (another worker renders the task again), so its worker process is ended, not left
+        to finish a video nobody will collect."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            # ProcessPoolExecutor has no public handle on its workers before Python 3.14
+            workers = list((getattr(pool, "_processes", None) or {}).values())
             await asyncio.to_thread(pool.shutdown, wait=False, cancel_futures=True)
+            for process in workers:
+                if process.is_alive():
+                    process.terminate()
+            for process in workers:
+                await asyncio.to_thread(process.join, 5)
