@@ -24,6 +24,8 @@ def _dsn(url: str, database: str | None = None) -> str:
 def recreate(url: str) -> None:
     """Drop and create the database `url` names (the benchmark's own, never a shared one)."""
     name = sa.engine.make_url(url).database
+    if not name or name in ("postgres", "template0", "template1"):
+        raise ValueError(f"refusing to recreate database {name!r}")
 
     async def run() -> None:
         conn = await asyncpg.connect(_dsn(url, "postgres"))

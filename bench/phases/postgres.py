@@ -9,13 +9,11 @@ dropped and created again before each server: use one of its own (`createdb NAME
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
-from .. import targets
+from .. import targets, vidgate_pg
 from ..context import SERVER_CORE, Context
 from ..nginx import Nginx
 from . import api
@@ -23,31 +21,11 @@ from . import api
 DATABASES = ("sqlite", "postgresql")
 
 
-def fresh_database(url: str) -> None:
-    """Drop and create the database of `url` (a PostgreSQL URL), through its server's
-    `postgres` database."""
-    parsed = make_url(url)
-    name = parsed.database
-    if not name or name in ("postgres", "template0", "template1"):
-        raise ValueError(f"refusing to recreate database {name!r}")
-    admin = parsed.set(drivername="postgresql", database="postgres")
-
-    async def run() -> None:
-        conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 def _server(ctx: Context, upstream: Nginx, build: str, binary: Path | None, database: str,
             postgres_url: str, role: str) -> targets.Target:
     env = {"VIDGATE_ROLE": "api"} if role == "api" else {}
     if database == "postgresql":
-        fresh_database(postgres_url)
+        vidgate_pg.recreate(postgres_url)
         env["VIDGATE_DATABASE_URL"] = postgres_url
     return targets.start_vidgate(ctx.work / "postgres" / f"{build}-{database}-{role}",
                                  upstream.base, core=SERVER_CORE, extra_env=env,
