@@ -66,6 +66,22 @@ def reported_progress(current: int, reported: float) -> int | None:
     return progress if progress > current else None
 
 
+def apply_report(task: Any, state: str, progress: float | None, now: int) -> dict[str, Any]:
+    """Apply a backend's report (its state, and its progress or None) to a running `task`
+    by the two rules above; returns the fields that changed (with `status_updated_at`)."""
+    values: dict[str, Any] = {}
+    status = reported_status(task.status, state)
+    if status is not None:
+        values["status"] = task.status = status
+    if progress is not None:
+        moved = reported_progress(task.progress, progress)
+        if moved is not None:
+            values["progress"] = task.progress = moved
+    if values:
+        values["status_updated_at"] = task.status_updated_at = now
+    return values
+
+
 def progress_at_least(column: sa.ColumnElement[Any], new: Any) -> sa.ColumnElement[Any]:
     """The same rule in SQL, for conditional updates racing other writers: the stored
     progress, or `new` when that is higher."""

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import errno
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +21,12 @@ from pathlib import Path
 from .. import lifecycle
 from ..backends.base import (
     UNKNOWN,
-    Character,
     Job,
-    PollResult,
     ResultUnavailable,
-    SourceVideo,
     SubmitRefused,
     TransientError,
     UpstreamFailed,
 )
-from ..catalog import VideoRequest
 from ..domain import (
     CANCELLED,
     CHARACTERS,
@@ -42,23 +37,19 @@ from ..domain import (
     TIMEOUT,
     UPSTREAM_ERROR,
     Task,
-    added_seconds,
 )
-from ..media.files import SOURCE_NAME
-from ..media.frames import last_frame_png
 from ..observability import metrics, requestids
 from ..store.blobs import BlobStore
 from ..store.database import Database
 from . import pacing
-from .callbacks import CallbackUrls, uses_callbacks
+from .callbacks import CallbackUrls
 from .finalize import Finalizer
+from .jobs import Jobs
 from .router import Channel, Router
 
 log = logging.getLogger("vidgate.engine")
 
 _POLL_OUTCOMES = {COMPLETED: "completed", FAILED: "failed"}
-# Bounds for retrying a step that crashed (a bug, a DB hiccup): not a channel's business.
-ERROR_RETRY = (1.0, 30.0)
 WITHDRAW_ATTEMPTS = 4  # tries of an upstream cancel before it is given up
 WITHDRAW_BACKOFF = 0.25  # seconds before the second try; doubled after each
 # A submit whose answer was lost, on a channel that takes an idempotency key, is tried again
@@ -82,7 +73,7 @@ class Steps:
         self.router = router
         self.finalizer = finalizer
         self.worker_id = worker_id
-        self.work_dir = work_dir
+        self.jobs = Jobs(blobs, work_dir)
         self.fetch_retries = fetch_retries
         self._hand_back = hand_back  # the engine writes it back at its next flush
         self._changed = changed  # a task's progress or ending was written (its watchers)
@@ -102,10 +93,12 @@ class Steps:
             await self._fail(task, exc.code, exc.message)
         except Exception:
             log.exception("step failed for %s; will retry", task.id)
-            await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
+            await self._release(task, pacing.next_delay(task.attempts, *pacing.ERROR_RETRY))
 
     async def _step(self, task: Task) -> None:
-        job = await self._job(task)
+        # inputs are needed to submit, and by an in-process backend that may start over
+        job = await self.jobs.of(task, to_submit=task.upstream_id is None
+                                 or self._is_sticky(task))
         channel = self.router.get(task.backend) if task.upstream_id else None
         if task.cancel_requested:
             await self._cancel(task, channel, job)
@@ -144,7 +137,7 @@ class Steps:
         operation = (job.source.operation if job.source else
                      CHARACTERS if job.character else None)
         if operation == EXTEND and not self.router.can_route(job.request, False, EXTEND):
-            job, only, operation = await self._continuation(job), job.source.channel, None
+            job, only, operation = await self.jobs.continuation(job), job.source.channel, None
         pinned = task.params.get("resubmit_to") or {}
         if pinned.get("lost", 0) < PINNED_SUBMITS and self.router.get(pinned.get("channel")):
             only = pinned["channel"]
@@ -195,7 +188,7 @@ class Steps:
                 await self._withdraw_unbound(channel, job, upstream_id)
                 return None
             return channel
-        await self._release(task, self._queue_delay(task, job.request, hints))
+        await self._release(task, pacing.queue_delay(task, self.router, job.request, hints))
         return None
 
     async def _withdraw_unbound(self, channel: Channel, job: Job, upstream_id: str) -> None:
@@ -256,7 +249,9 @@ class Steps:
                 await self._fail(task, result.error_code or UPSTREAM_ERROR,
                                  result.error_message or "The backend failed the job.")
                 return
-            changed = self._note_progress(task, result)
+            changed = lifecycle.apply_report(
+                task, result.state, None if result.state == UNKNOWN else result.progress,
+                int(time.time()))
             if not backend.sticky:
                 await self._release(task, self._poll_delay(task, channel, result.retry_after,
                                                            waiting=True))
@@ -299,7 +294,7 @@ class Steps:
             await self._storage_full(task, exc)
             return
         finally:
-            self._drop_work_dir(task)
+            self.jobs.drop(task)
         if won:
             self._changed(task.id)
             metrics.completion_lag.labels(channel.name).observe(time.monotonic() - seen_at)
@@ -318,7 +313,7 @@ class Steps:
             params = {**task.params, "storage_full": True}
             if await self.leases.update_leased(task.id, self.worker_id, params=params):
                 task.params = params
-        await self._release(task, pacing.next_delay(task.attempts, *ERROR_RETRY))
+        await self._release(task, pacing.next_delay(task.attempts, *pacing.ERROR_RETRY))
 
     async def _result_unavailable(self, task: Task, channel: Channel,
                                   exc: ResultUnavailable) -> None:
@@ -335,89 +330,10 @@ class Steps:
             task.params = params
             await self._release(task, self._poll_delay(task, channel, exc.retry_after))
 
-    async def _job(self, task: Task) -> Job:
-        reference = source = character = None
-        work_dir = self.work_dir / task.id
-        if task.upstream_id is None or self._is_sticky(task):
-            # needed to submit (and by an in-process backend that may have to start over)
-            if task.reference_key:
-                reference = await self.blobs.get_bytes(task.reference_key)
-            character = await self._character(task, work_dir)
-        source = await self._source(task, work_dir)  # an extension's is joined at the end
-        request = VideoRequest(
-            model=task.model, prompt=task.prompt, width=task.width, height=task.height,
-            seconds=task.seconds, metadata=task.params.get("metadata") or {}, seed=task.seed,
-        )
-        return Job(task.id, request, work_dir, reference, task.upstream_id, source=source,
-                   character=character)
-
-    async def _continuation(self, job: Job) -> Job:
-        """An extension as image-to-video of the added seconds from the source's last frame
-        (for its source's channel); finalize.py joins the two."""
-        assert job.source is not None
-        frame = await asyncio.to_thread(last_frame_png, job.source.path)
-        seconds = added_seconds(job.request.seconds, job.source.seconds)
-        return dataclasses.replace(job, reference=frame,
-                                   request=dataclasses.replace(job.request, seconds=seconds))
-
-    async def _source(self, task: Task, work_dir: Path) -> SourceVideo | None:
-        given = task.params.get("source")
-        if not given:
-            return None
-        path = await self._local_copy(f"tasks/{task.id}/{SOURCE_NAME}", work_dir / SOURCE_NAME)
-        return SourceVideo(given["operation"], path, float(given["seconds"]),
-                           given.get("channel"), given.get("upstream_id"))
-
-    async def _character(self, task: Task, work_dir: Path) -> Character | None:
-        named = task.params.get("characters") or []
-        if not named:
-            return None
-        path = await self._local_copy(named[0]["clip_key"], work_dir / "character.mp4")
-        return Character(named[0]["name"], path, dict(named[0].get("upstreams") or {}))
-
-    async def _local_copy(self, key: str, path: Path) -> Path:
-        if not path.is_file():
-            data = await self.blobs.get_bytes(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(path.write_bytes, data)
-        return path
-
-    def _note_progress(self, task: Task, result: PollResult) -> dict:
-        """Apply a poll's status and progress to `task` (by the lifecycle's rules); returns
-        the fields that changed."""
-        values: dict = {}
-        status = lifecycle.reported_status(task.status, result.state)
-        if status is not None:
-            values["status"] = task.status = status
-        if result.progress is not None and result.state != UNKNOWN:
-            progress = lifecycle.reported_progress(task.progress, result.progress)
-            if progress is not None:
-                values["progress"] = task.progress = progress
-        if values:
-            values["status_updated_at"] = task.status_updated_at = int(time.time())
-        return values
-
-    # ---- pacing -------------------------------------------------------------------------
-
     def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None,
                     *, waiting: bool = False) -> float:
-        """`waiting`: the job is not done upstream yet. Then, on a channel that is called
-        back, polling is only the fallback for a lost callback; after a failed poll or
-        download the usual pace applies, since no further callback will come."""
-        cfg = channel.config
-        if waiting and uses_callbacks(channel, self.callbacks.public_url):
-            return max(pacing.with_jitter(cfg.callback_poll_seconds), retry_after or 0.0)
-        return pacing.next_delay(task.attempts, cfg.poll_min_seconds, cfg.poll_max_seconds,
-                                 retry_after)
-
-    def _queue_delay(self, task: Task, request: VideoRequest, hints: list[float]) -> float:
-        """No channel took the job now: back off within the bounds of the channels that
-        could serve it, and never sooner than the soonest Retry-After they sent."""
-        serving = [ch.config for ch in self.router.channels.values()
-                   if ch.config.serves(request.model, request.size, request.seconds)]
-        low = min((c.poll_min_seconds for c in serving), default=ERROR_RETRY[0])
-        high = max((c.poll_max_seconds for c in serving), default=ERROR_RETRY[1])
-        return pacing.next_delay(task.attempts, low, high, min(hints) if hints else None)
+        return pacing.poll_delay(task, channel, self.callbacks.public_url, retry_after,
+                                 waiting=waiting)
 
     # ---- endings ------------------------------------------------------------------------
 
@@ -438,7 +354,7 @@ class Steps:
             log.info("task %s ended: %s", task.id, code)
             if task.upstream_id:
                 self.router.finished(task.backend)
-        self._drop_work_dir(task)
+        self.jobs.drop(task)
 
     async def _withdraw(self, channel: Channel | None, job: Job) -> None:
         """Forward a cancel upstream, best effort: the task ends here either way. A transient
@@ -479,5 +395,3 @@ class Steps:
         channel = self.router.get(task.backend)
         return channel is not None and channel.backend.sticky
 
-    def _drop_work_dir(self, task: Task) -> None:
-        shutil.rmtree(self.work_dir / task.id, ignore_errors=True)
