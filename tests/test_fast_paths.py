@@ -214,3 +214,29 @@ async def test_database_out_of_reach_answers_503_then_recovers(tmp_path, databas
                 assert back.status_code == 200, back.text
     finally:
         proxy.stop()
+
+
+async def test_a_silent_database_host_is_out_of_reach_in_seconds_not_a_minute():
+    """A host that takes the TCP connection and never answers (a hung server, a dead host
+    behind a load balancer) makes both database paths give up after the connect timeout,
+    as an out-of-reach database (503), well before asyncpg's own 60 s."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # say nothing, close nothing
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/silent")
+    try:
+        for read in (lambda: db.get_task("video_x"), db.list_keys):  # pg_direct, SQLAlchemy
+            attempt = asyncio.create_task(read())
+            done, _ = await asyncio.wait({attempt}, timeout=45)
+            assert attempt in done, "still connecting after 45 s"
+            assert is_unreachable(attempt.exception()), repr(attempt.exception())
+        assert accepted  # it did reach the silent host
+    finally:
+        await db.close()
+        server.close()
+        for writer in accepted:
+            writer.close()

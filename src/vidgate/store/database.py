@@ -28,7 +28,7 @@ from .characters import Characters
 from .compiled import JSON_DESERIALIZER
 from .keys import Keys
 from .leases import Leases
-from .pg_direct import PgDirect
+from .pg_direct import CONNECT_TIMEOUT, PgDirect
 from .pg_writes import PgTaskWriter
 from .sqlite_reads import SqliteRows, sqlite_file
 from .sqlite_writes import SqliteTaskWriter
@@ -52,7 +52,8 @@ class Database:
         else:
             # No pool_pre_ping (a round trip on every checkout of the hot path): a read on a
             # pooled connection the server has dropped is retried once instead (below).
-            kwargs.update(pool_size=10, max_overflow=20)
+            kwargs.update(pool_size=10, max_overflow=20,
+                          connect_args={"timeout": CONNECT_TIMEOUT})
         self.engine: AsyncEngine = ReadRetryingEngine(
             create_async_engine(url, **kwargs).sync_engine)
         if self.is_sqlite:

@@ -30,6 +30,10 @@ from sqlalchemy.engine import make_url
 from .compiled import JSON_DESERIALIZER, POSTGRES, Compiled, compile_for
 
 T = TypeVar("T")
+# Seconds a new connection may take (TCP, TLS, start-up) before the database counts as out
+# of reach (503): asyncpg's own default is 60 s, a minute of hanging requests when the
+# server's host is gone without a reset.
+CONNECT_TIMEOUT = 10.0
 
 # What asyncpg raises when no connection can be made: nothing listens, the server is
 # starting or shutting down, or it has no connection slot left.
@@ -172,7 +176,7 @@ class PgDirect:
         return self._pool
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
         await _set_codecs(conn)
         return conn
 
