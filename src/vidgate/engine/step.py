@@ -10,7 +10,6 @@ in a loop. Where a task may go next is lifecycle.py's rule; this module only app
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import errno
 import logging
@@ -193,8 +192,7 @@ class Steps:
 
     async def _withdraw_unbound(self, channel: Channel, job: Job, upstream_id: str) -> None:
         """Cancel an accepted job whose binding was not written: nobody would ever poll it."""
-        with contextlib.suppress(Exception):
-            await channel.backend.cancel(dataclasses.replace(job, upstream_id=upstream_id))
+        await self._withdraw(channel, dataclasses.replace(job, upstream_id=upstream_id))
         self.router.finished(channel.name)
 
     async def _take_place(self, task: Task, channel: Channel) -> bool:
@@ -212,9 +210,15 @@ class Steps:
         """Keep the next submits of `task` on the channel that may hold its job."""
         pinned = task.params.get("resubmit_to") or {}
         lost = pinned.get("lost", 0) + 1 if pinned.get("channel") == channel_name else 1
-        params = {**task.params, "resubmit_to": {"channel": channel_name, "lost": lost}}
-        if await self.leases.update_leased(task.id, self.worker_id, params=params):
-            task.params = params
+        await self._note_params(task, resubmit_to={"channel": channel_name, "lost": lost})
+
+    async def _note_params(self, task: Task, **changes: object) -> bool:
+        """Merge `changes` into the held task's params (what its later steps must know)."""
+        params = {**task.params, **changes}
+        if not await self.leases.update_leased(task.id, self.worker_id, params=params):
+            return False
+        task.params = params
+        return True
 
     async def _bind(self, task: Task, channel: Channel, upstream_id: str) -> bool:
         values: dict = {"backend": channel.name, "upstream_id": upstream_id}
@@ -310,9 +314,7 @@ class Steps:
         `internal_error`, not `timeout`."""
         log.warning("task %s: the result could not be stored, will retry: %s", task.id, exc)
         if not task.params.get("storage_full"):
-            params = {**task.params, "storage_full": True}
-            if await self.leases.update_leased(task.id, self.worker_id, params=params):
-                task.params = params
+            await self._note_params(task, storage_full=True)
         await self._release(task, pacing.next_delay(task.attempts, *pacing.ERROR_RETRY))
 
     async def _result_unavailable(self, task: Task, channel: Channel,
@@ -325,9 +327,7 @@ class Steps:
                              f"The result could not be downloaded from the upstream: "
                              f"{exc.message}.")
             return
-        params = {**task.params, "fetch_failures": failures}
-        if await self.leases.update_leased(task.id, self.worker_id, params=params):
-            task.params = params
+        if await self._note_params(task, fetch_failures=failures):
             await self._release(task, self._poll_delay(task, channel, exc.retry_after))
 
     def _poll_delay(self, task: Task, channel: Channel, retry_after: float | None = None,
