@@ -83,16 +83,20 @@ class TaskService:
         reference = None
         if raw.image is not None:
             reference = await load_reference(raw.image, self.image_policy)
-        named = await self._characters_named(owner_id, request, raw.image is not None)
+        found = await self.keys.for_create(owner_id)
+        account, has_characters = found if found else (None, False)
+        named = (await self._characters_named(owner_id, request, raw.image is not None)
+                 if has_characters else [])
         return await self.insert(owner_id, request, family, idempotency_key,
                                  blobs={"reference": reference} if reference else None,
                                  params={"characters": named} if named else None,
-                                 request_hash=fingerprint)
+                                 request_hash=fingerprint, account=account)
 
     async def _characters_named(self, owner_id: str, request: VideoRequest,
                                 image: bool) -> list[dict]:
         """The key's characters the prompt names (whole words, any case), when some channel
-        that could serve the request takes characters; the engine routes by it."""
+        that could serve the request takes characters; the engine routes by it. Asked only
+        for keys that have characters (`Keys.for_create`): most have none."""
         found = [
             {"id": c.id, "name": c.name, "clip_key": c.clip_key, "upstreams": c.upstreams}
             for c in await self.characters.of_owner(owner_id)
@@ -113,11 +117,13 @@ class TaskService:
         params: dict | None = None,
         remixed_from: str | None = None,
         request_hash: str | None = None,
+        account: ApiKey | None = None,
     ) -> Task:
         """Insert a checked request as a queued task, with its hold; `blobs` (name -> bytes)
         are stored under the task's prefix first (`reference` is the reference image), and
-        removed again when the insert does not happen."""
-        account = await self.keys.get(owner_id)
+        removed again when the insert does not happen. `account` is the owner's key when the
+        caller has just read it; else it is read here (money is never taken from a cache)."""
+        account = account or await self.keys.get(owner_id)
         if account is None or not account.usable:  # revoked or removed since auth
             raise ApiError(401, "unauthorized", "Incorrect API key provided.")
         if not self.catalog.allows(account.allowed_models, request.model):

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..domain import COMPLETED, ApiKey
 from . import ledger as ledger_ops
 from .pg_direct import PgDirect
-from .schema import api_keys, ledger, tasks
+from .schema import api_keys, characters, ledger, tasks
 from .sqlite_reads import SqliteRows
 
 # Fields of a key an operator may change after creation.
@@ -31,6 +31,12 @@ EDITABLE = ("name", "rpm_limit", "max_concurrent", "allowed_models", "webhook_ur
 _KEY_FIELDS = [f.name for f in dataclasses.fields(ApiKey)]
 KEY_BY_ID = sa.select(api_keys).where(api_keys.c.id == sa.bindparam("key_id"))
 KEY_BY_HASH = sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("digest"))
+# The key as a create reads it: with whether it has stored characters, so that the create
+# looks for characters in its prompt only when there are some (one read, not two, per create).
+KEY_FOR_CREATE = sa.select(
+    api_keys,
+    sa.exists().where(characters.c.owner_id == api_keys.c.id).label("has_characters"),
+).where(api_keys.c.id == sa.bindparam("key_id"))
 
 
 def hash_key(secret: str) -> str:
@@ -88,13 +94,21 @@ class Keys:
         """The key, revoked or not (see the module's docstring)."""
         return await self._one(KEY_BY_ID, {"key_id": key_id})
 
+    async def for_create(self, key_id: str) -> tuple[ApiKey, bool] | None:
+        """The key (as `get`) and whether it has stored characters."""
+        found = await self._row(KEY_FOR_CREATE, {"key_id": key_id})
+        return (key_from_mapping(found), bool(found["has_characters"])) if found else None
+
     async def _one(self, stmt: sa.Select, values: dict[str, Any]) -> ApiKey | None:
+        found = await self._row(stmt, values)
+        return key_from_mapping(found) if found else None
+
+    async def _row(self, stmt: sa.Select, values: dict[str, Any]) -> Any:
         if self._rows is not None:
-            found = await self._rows.one(stmt, values)
-            return key_from_mapping(found) if found else None
+            return await self._rows.one(stmt, values)
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt, values)).first()
-        return key_from_mapping(row._mapping) if row else None
+        return row._mapping if row else None
 
     async def list(self) -> list[ApiKey]:
         async with self.engine.connect() as conn:
