@@ -246,13 +246,25 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=0,
                         help="`vidgate worker` processes (0: the engine in `vidgate serve`)")
     parser.add_argument("--tasks", type=int)
+    parser.add_argument("--delay", metavar="MIN,MAX",
+                        help="the upstream completes each job after U(MIN, MAX) seconds")
+    parser.add_argument("--poll", metavar="MIN,MAX",
+                        help="the channel's first poll interval, backing off to MAX seconds")
+    parser.add_argument("--callbacks", action="store_true",
+                        help="the engine-callbacks mode (a called-back replicate channel)")
     parser.add_argument("--out", type=Path, default=Path("bench/out-engine"))
     args = parser.parse_args()
     sizes = Sizes.full()
     if args.tasks:
         sizes = dataclasses.replace(sizes, engine_tasks=args.tasks)
+    if args.delay:
+        low, high = (float(x) for x in args.delay.split(","))
+        sizes = dataclasses.replace(sizes, engine_delay=(low, high))
+    if args.poll:
+        first, longest = (float(x) for x in args.poll.split(","))
+        sizes = dataclasses.replace(sizes, engine_poll_min=first, engine_poll=longest)
     found = tools.ensure(["taskset"], install=False)
     context = Context(sizes, args.out.resolve(), found, quick=False)
     media = render_sample(context.work / "media", "bench upstream result")
-    print(json.dumps(run(context, media, database_url=args.database, workers=args.workers),
-                     indent=2))
+    print(json.dumps(run(context, media, callbacks=args.callbacks, database_url=args.database,
+                         workers=args.workers), indent=2))
