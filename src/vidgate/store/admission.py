@@ -49,8 +49,10 @@ HOLD_ROW = ledger.insert().values(
 )
 ACTIVE_COUNT = sa.select(sa.func.count()).select_from(tasks).where(
     tasks.c.owner_id == sa.bindparam("owner_id"),
-    # literals, not an expanding IN, so the statement compiles to one fixed string
-    tasks.c.status.in_([sa.literal(s) for s in ACTIVE]),
+    # the statuses written into the SQL, not parameters: one fixed string to prepare, and
+    # a generic plan of that prepared statement can still use the partial index of
+    # unfinished rows by owner (migration 0006), whose condition names these literals
+    tasks.c.status.in_([sa.literal_column(f"'{s.value}'") for s in ACTIVE]),
     tasks.c.deleted_at.is_(None),
 )
 INSERT_TASK = tasks.insert()
