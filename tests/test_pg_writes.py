@@ -146,3 +146,43 @@ async def test_engines_hear_of_written_batches_only(db, database_url):
         assert heard == [""]
     finally:
         await listener.close()
+
+
+async def test_a_batch_of_unlimited_creates_is_a_few_round_trips(db, monkeypatch):
+    """Twenty creates at once for keys without a limit (one with a balance: holds and
+    ledger rows) are written in a fixed number of round trips, not a few per create, and
+    write what one after another writes: a reused Idempotency-Key among them gives back
+    the first task."""
+    needs_postgresql()
+    free, _ = await db.create_key("free")
+    paying, _ = await db.create_key("paying", balance_micro=100)
+    await db.tasks.insert(make_task(free.id))  # the writers' connections are open
+    await db.tasks.insert(make_task(paying.id, hold=1))
+    calls: list[str] = []
+    for name in ("execute", "fetchrow", "fetchmany", "executemany", "fetch", "fetchval"):
+        real = getattr(asyncpg.connection.Connection, name)
+
+        def counted(conn, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(conn, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, counted)
+    same = db._writer.writer_of(paying.id) == db._writer.writer_of(free.id)
+    creates = [make_task(free.id) for _ in range(10)] + [
+        make_task(paying.id, hold=1) for _ in range(10)]
+    outcomes = await asyncio.gather(*(db.tasks.insert(t) for t in creates))
+    assert outcomes == [(t, True) for t in creates]
+    # per batch: BEGIN (with its savepoint and NOTIFY), the holds, then per round the
+    # INSERTs and ledger rows, COMMIT; the two keys in one batch (the paying key's INSERTs
+    # a round later) or in one batch each (one writer's before the other's calls)
+    assert len(calls) <= (6 if same else 4 + 5), calls
+    assert (await db.get_key(paying.id)).balance_micro == 89
+    assert await db.keys.ledger_sum(paying.id) == 89
+    assert len(await task_ids(db, free.id)) == 11
+    first, again = make_task(free.id, idempotency_key="once"), make_task(
+        free.id, idempotency_key="once")
+    others = [make_task(free.id) for _ in range(3)]
+    outcomes = await asyncio.gather(*(db.tasks.insert(t) for t in (first, again, *others)))
+    assert outcomes[0] == (first, True) and outcomes[1][0].id == first.id
+    assert outcomes[1][1] is False and outcomes[2:] == [(t, True) for t in others]
+    assert len(await task_ids(db, free.id)) == 15

@@ -9,19 +9,30 @@ those before it. As on SQLite (sqlite_writes), the creates waiting when a writer
 go into one transaction. What each writes and when it is refused is admission.admit, run on
 asyncpg (admission.run_asyncpg) through pg_direct's pool.
 
-A batch is round trips one after another (per create the hold's UPDATE, maybe the ledger
-row and the count, the INSERT), then the commit's flush; one writer made every other create
-wait through all of it. So creates are spread over `WRITERS` writers by their key (a hash
-of owner_id): a key's creates stay on one writer, in order, and never wait for another
-writer's row locks (nor can two writers deadlock), while different keys' batches overlap
-their round trips and flushes. Each writer holds at most one pooled connection at a time.
+A batch was round trips one after another, several per create (the hold's UPDATE, maybe a
+ledger row and a count, the INSERT, a savepoint's release), then the commit's flush, while
+every other create of the process waited. Now:
 
-A refused create (short balance, concurrency limit, reused Idempotency-Key) must leave the
-others alone. A savepoint per create did that at one more round trip per create, and past
-64 savepoints in a transaction PostgreSQL's snapshots of every session slow down (its
-per-process cache of subtransactions overflows). So a batch is first written with no
-savepoint of its own create: on the first refusal it is rolled back to its start and
-written again one savepoint per create, whose outcomes are the answer.
+- creates of keys without a concurrency limit are written round by round
+  (admission.run_asyncpg_together): every create's hold in one pipelined round trip, then
+  every INSERT (and ledger row) in another, so a batch is a few round trips whatever its
+  size. A limited key's count must see the INSERTs before it, so a batch with a limited
+  key's create is written one create after another;
+- a batch is first written with no savepoint per create (past 64 savepoints in one
+  transaction PostgreSQL's snapshots slow down for every session: its per-process cache of
+  subtransactions overflows). On the first refusal (short balance, concurrency limit,
+  reused Idempotency-Key) it is rolled back to its start and written again one savepoint
+  per create, whose outcomes are the answer, so a refused create writes nothing and the
+  others stay;
+- the transaction opens with the batch's savepoint and its NOTIFY in BEGIN's round trip
+  (the NOTIFY is undone with the batch if nothing is written);
+- creates are spread over `WRITERS` writers by their key (a hash of owner_id): a key's
+  creates stay on one writer, in order, never wait for another writer's row locks (nor can
+  two writers deadlock), while different keys' batches overlap their round trips and
+  flushes. Two, not more: on the benchmark machine (PostgreSQL local, two cores) four
+  writers split the batches smaller and cost more CPU per create than their overlap won
+  back; the overlap is worth more the longer a round trip takes. Each writer holds at most
+  one pooled connection at a time.
 """
 
 from __future__ import annotations
@@ -34,13 +45,13 @@ from typing import Any
 
 import asyncpg
 
-from .admission import ConcurrencyLimitReached, run_asyncpg
+from .admission import ConcurrencyLimitReached, run_asyncpg, run_asyncpg_together
 from .ledger import InsufficientBalance
 from .pg_direct import PgDirect
 from .wakeups import NOTIFY_SQL
 
 MAX_BATCH = 256
-WRITERS = 4  # connections a process writes creates on at once (docs/operations.md)
+WRITERS = 2  # connections a process writes creates on at once (docs/operations.md)
 _REFUSED = (InsufficientBalance, ConcurrencyLimitReached, asyncpg.UniqueViolationError)
 
 
@@ -114,9 +125,15 @@ async def _write(conn: asyncpg.Connection, *, batch: Sequence[_Insert]
         await run_asyncpg(conn, batch[0].values, batch[0].max_concurrent)
         return [None]
     try:
-        for item in batch:
-            await run_asyncpg(conn, item.values, item.max_concurrent)
+        if all(item.max_concurrent is None for item in batch):
+            written = await run_asyncpg_together(conn, [item.values for item in batch])
+        else:
+            for item in batch:
+                await run_asyncpg(conn, item.values, item.max_concurrent)
+            written = True
     except _REFUSED:
+        written = False
+    if not written:
         await conn.execute("ROLLBACK TO SAVEPOINT batch")  # its announcement too
         return await _write_one_by_one(conn, batch)
     return [None] * len(batch)
