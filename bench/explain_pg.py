@@ -3,7 +3,9 @@
 Fills a database of your own (never the test database) with `--rows` tasks, most finished and
 `--active` still in flight (queued, or polled on a fake channel with next polls spread over
 the next minute), runs ANALYZE, then prints `EXPLAIN (ANALYZE, BUFFERS)` of each statement the
-way vidgate runs it (the claim inside a transaction that is rolled back):
+way vidgate runs it (the claim inside a transaction that is rolled back), and the statements
+vidgate prepares on asyncpg as a generic plan (the plan PostgreSQL may settle on for a
+prepared statement after five runs, made for any parameter values):
 
     createdb -h 127.0.0.1 -U postgres pg_scale
     .venv/bin/python -m bench.explain_pg postgresql+asyncpg://postgres@127.0.0.1:5432/pg_scale
@@ -18,6 +20,7 @@ import asyncio
 import enum
 import time
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import visitors
@@ -26,6 +29,7 @@ from vidgate.domain import ACTIVE
 from vidgate.store import admission
 from vidgate.store.database import Database
 from vidgate.store.leases import claim_statement
+from vidgate.store.pg_direct import asyncpg_dsn
 from vidgate.store.schema import tasks
 from vidgate.store.tasks import TASK_BY_ID_FOR_OWNER
 
@@ -89,9 +93,33 @@ def statements(rows: int, now: float) -> dict[str, str]:
         "list, a page deep in the past": _sql(owner_list.where(tasks.c.seq < rows // 10)),
         "jobs in flight per channel (count_in_flight)": _sql(in_flight),
         "a channel's places (reserve_slot)": _sql(place),
-        "a key's unfinished tasks (admission, max_concurrent)": _sql(
+        "a key's unfinished tasks (admission, max_concurrent), key with half": _sql(
             admission.ACTIVE_COUNT, owner_id="key_0"),
+        "a key's unfinished tasks (admission, max_concurrent), key with 1/20": _sql(
+            admission.ACTIVE_COUNT, owner_id="key_1"),
     }
+
+
+def prepared() -> dict[str, tuple[str, tuple[object, ...]]]:
+    """Statements as asyncpg runs them (`$n` parameters), with the values to explain."""
+    count = admission.POSTGRES[admission.ACTIVE_COUNT]
+    return {f"a key's unfinished tasks (admission, max_concurrent), prepared, {key}": (
+        count.sql, count.args({"owner_id": key})) for key in ("key_0", "key_1")}
+
+
+async def explain_generic(url: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        for n, (name, (sql, args)) in enumerate(prepared().items()):
+            await conn.execute(f"PREPARE explained_{n} AS {sql}")
+            values = ", ".join(f"'{a}'" for a in args)
+            plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
+                                    f"EXECUTE explained_{n}({values})")
+            print(f"== {name}, generic plan")
+            print("\n".join(r[0] for r in plan) + "\n")
+    finally:
+        await conn.close()
 
 
 async def main(url: str, rows: int, active: int) -> None:
@@ -120,6 +148,7 @@ async def main(url: str, rows: int, active: int) -> None:
         print(f"== {name}")
         print("\n".join(r[0] for r in plan) + "\n")
     await db.close()
+    await explain_generic(url)
 
 
 if __name__ == "__main__":

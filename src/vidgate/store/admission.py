@@ -10,7 +10,7 @@ compiled once for `sqlite3` and for asyncpg.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,8 +49,10 @@ HOLD_ROW = ledger.insert().values(
 )
 ACTIVE_COUNT = sa.select(sa.func.count()).select_from(tasks).where(
     tasks.c.owner_id == sa.bindparam("owner_id"),
-    # literals, not an expanding IN, so the statement compiles to one fixed string
-    tasks.c.status.in_([sa.literal(s) for s in ACTIVE]),
+    # the statuses written into the SQL, not parameters: one fixed string to prepare, and
+    # a generic plan of that prepared statement can still use the partial index of
+    # unfinished rows by owner (migration 0006), whose condition names these literals
+    tasks.c.status.in_([sa.literal_column(f"'{s.value}'") for s in ACTIVE]),
     tasks.c.deleted_at.is_(None),
 )
 INSERT_TASK = tasks.insert()
@@ -119,6 +121,44 @@ async def run_asyncpg(conn: Any, row: Mapping[str, Any], max_concurrent: int | N
         return await conn.fetchrow(compiled.sql, *compiled.args(params))
 
     await _drive(row, max_concurrent, execute)
+
+
+async def run_asyncpg_together(conn: Any, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Several creates of keys without a concurrency limit on one asyncpg connection, inside
+    the caller's transaction, round by round: each create's first statement, then each
+    one's next, every statement of a round one round trip for all (asyncpg's fetchmany and
+    executemany send a statement's runs as one pipeline). Returns False, having written
+    part of them, if a hold could not be taken: the caller rolls back. Raises
+    asyncpg.UniqueViolationError (a reused idempotency key) likewise.
+
+    The same writes as `run_asyncpg` one create after another, in order: what a round's
+    statement reads was written only by statements of its own kind, which ran for the
+    creates before it (the hold's UPDATE reads the balances earlier holds left, the INSERT
+    the unique keys of earlier INSERTs). A limit's count would read INSERTs of a later
+    round, so limited keys are written one after another."""
+    running = [admit(row, None) for row in rows]
+    steps = [(create, next(create)) for create in running]
+    while steps:
+        rounds: dict[sa.Executable, list[tuple[Generator, Mapping[str, Any]]]] = {}
+        for create, (stmt, params) in steps:
+            rounds.setdefault(stmt, []).append((create, params))
+        steps = []
+        for stmt, group in rounds.items():
+            compiled = POSTGRES[stmt]
+            args = [compiled.args(params) for _, params in group]
+            if compiled.columns:  # one row per run (a hold's UPDATE by key), or none
+                answers = await conn.fetchmany(compiled.sql, args)
+                if len(answers) != len(group):
+                    return False
+            else:
+                await conn.executemany(compiled.sql, args)
+                answers = [None] * len(group)
+            for (create, _), answer in zip(group, answers, strict=True):
+                try:
+                    steps.append((create, create.send(answer)))
+                except StopIteration:
+                    pass
+    return True
 
 
 def run_sqlite(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:

@@ -75,8 +75,8 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
 class PgDirect:
     """Connections of its own for the hot statements (up to `max_size` for reads and as many
-    for transactions, opened on first use; the one create writer uses one at a time);
-    everything else stays on SQLAlchemy's pool."""
+    for transactions, opened on first use; pg_writes' create writers use one each at a time,
+    `pg_writes.WRITERS` at most); everything else stays on SQLAlchemy's pool."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.dsn = asyncpg_dsn(url)
@@ -114,12 +114,22 @@ class PgDirect:
                 raise
         return await self._reads.run(read)  # once more, on a fresh connection
 
-    async def write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def write(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *,
+                    opening: str = "") -> T:
         """`work(conn)` inside one transaction, never retried: a connection lost midway
-        raises ConnectionLost and the caller cannot know whether it was committed."""
+        raises ConnectionLost and the caller cannot know whether it was committed.
+        `opening`: statements without parameters that start the transaction, sent in the
+        BEGIN's round trip."""
         async def in_transaction(conn: asyncpg.Connection) -> T:
-            async with conn.transaction():
-                return await work(conn)
+            await conn.execute(f"BEGIN; {opening}" if opening else "BEGIN")
+            try:
+                result = await work(conn)
+            except Exception:
+                if not conn.is_closed():
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+            return result
 
         return await self._on_a_connection(in_transaction)
 

@@ -75,12 +75,15 @@ tasks = sa.Table(
     sa.Index("ix_tasks_due", "status", "next_poll_at"),
 )
 
-# PostgreSQL only (migration 0005): unfinished tasks in next-poll order (the claim) and by
-# channel (jobs in flight), so neither reads the finished rows the table keeps.
+# PostgreSQL only (migrations 0005, 0006): unfinished tasks in next-poll order (the claim),
+# by channel (jobs in flight) and by owner (a key's concurrency limit, deleted rows left out
+# too, so its count needs nothing beyond the index), so none reads the finished rows.
 _UNFINISHED = sa.text("status IN ('queued', 'in_progress')")
 sa.Index("ix_tasks_unfinished_due", tasks.c.next_poll_at.asc().nulls_first(),
          postgresql_where=_UNFINISHED)
 sa.Index("ix_tasks_unfinished_backend", tasks.c.backend, postgresql_where=_UNFINISHED)
+sa.Index("ix_tasks_unfinished_owner", tasks.c.owner_id,
+         postgresql_where=sa.text(f"{_UNFINISHED.text} AND deleted_at IS NULL"))
 
 # Append-only record of what happened to a task; one row per terminal transition, which is
 # what "exactly once" is checked against, and the seed of the webhook outbox.

@@ -17,9 +17,8 @@ from collections.abc import Callable
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from .compiled import compile_pg
 
 log = logging.getLogger("vidgate.engine")
 
@@ -27,7 +26,9 @@ CHANNEL = "vidgate_new_work"
 # pg_notify() rather than NOTIFY: a plain SELECT, which every driver path can prepare.
 # PostgreSQL folds identical notifications of one transaction into one.
 NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, ""))
-NOTIFY_PG = compile_pg(NOTIFY)  # the same for a plain asyncpg connection (pg_writes)
+# The same as plain text, to send with other statements in one round trip (pg_writes).
+NOTIFY_SQL = str(NOTIFY.compile(dialect=postgresql.dialect(),
+                                compile_kwargs={"literal_binds": True}))
 
 
 async def announce(conn: AsyncConnection) -> None:
