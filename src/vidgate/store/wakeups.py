@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .compiled import compile_pg
 
@@ -30,10 +30,11 @@ NOTIFY = sa.select(sa.func.pg_notify(CHANNEL, ""))
 NOTIFY_PG = compile_pg(NOTIFY)  # the same for a plain asyncpg connection (pg_writes)
 
 
-async def announce(conn: AsyncConnection) -> None:
-    """Inside the caller's transaction: tell listening engines there is work (PostgreSQL)."""
+def announce(conn: sa.Connection) -> None:
+    """Inside the caller's transaction (a write, store/writes.py): tell listening engines
+    there is work (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(NOTIFY)
+        conn.execute(NOTIFY)
 
 
 class NewWorkListener:
