@@ -6,6 +6,7 @@ database (VIDGATE_TEST_DB)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 
 import pytest
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from support import TEST_DB, make_task
 from vidgate.domain import COMPLETED, QUEUED
-from vidgate.store.database import Database
+from vidgate.store.database import Database, is_unreachable
 from vidgate.store.schema import tasks
 
 HOLD = 10
@@ -129,3 +130,31 @@ async def test_a_failed_write_undoes_only_itself(db):
         progress = dict((await conn.execute(
             sa.select(tasks.c.id, tasks.c.progress))).all())
     assert [progress[i] for i in ids] == [50, 0] * 4
+
+
+async def test_a_database_locked_elsewhere_is_unreachable_then_recovers(db):
+    """Another process holding SQLite's write lock past the busy timeout: every write of this
+    process fails as the database being out of reach (the API's 503, the engine's retry),
+    having written nothing, and the next write after the lock is let go succeeds."""
+    if TEST_DB != "sqlite":
+        pytest.skip("SQLite's write lock: runs with VIDGATE_TEST_DB=sqlite")
+    key, _ = await db.create_key("w")
+    task = make_task(key.id)
+    await db.tasks.insert(task)
+    db._writer.close()  # started by the writes above: let it reconnect with a short wait
+    db._writer.busy_timeout = 0.2
+    other = sqlite3.connect(db._writer.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        failed = await asyncio.gather(db.leases.make_due(task.id, "chan"),
+                                      db.tasks.insert(make_task(key.id)),
+                                      db.leases.claim_due("w_a", 2e9, 4e9, 10),
+                                      return_exceptions=True)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(e, Exception) and is_unreachable(e) for e in failed), failed
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(tasks))).scalar() == 1
+    assert await db.leases.make_due(task.id, "chan")
+    assert [t.id for t in await db.leases.claim_due("w_a", 2e9, 4e9, 10)] == [task.id]
