@@ -352,30 +352,30 @@ def test_money_rules_hold_for_any_sequence(loop_and_db, catalog_and_prices):
 _real_settle = ledger_module.settle
 
 
-async def _no_refund_on_failure(conn, task_id, charge, charge_overage=False):
+def _no_refund_on_failure(conn, task_id, charge, charge_overage=False):
     if charge == 0:  # failed or cancelled: forget to give the hold back
-        await conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=0))
+        conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=0))
         return 0, 0  # (cost, refunded), as ledger.settle answers
-    return await _real_settle(conn, task_id, charge, charge_overage)
+    return _real_settle(conn, task_id, charge, charge_overage)
 
 
-async def _double_refund_on_failure(conn, task_id, charge, charge_overage=False):
-    settled = await _real_settle(conn, task_id, charge, charge_overage)
+def _double_refund_on_failure(conn, task_id, charge, charge_overage=False):
+    settled = _real_settle(conn, task_id, charge, charge_overage)
     if charge == 0:  # the refund's balance update runs twice (the ledger's unique index
         # would refuse a second refund row, so only the balance moves twice)
-        owner, hold = (await conn.execute(sa.select(tasks.c.owner_id, tasks.c.hold_micro)
-                                          .where(tasks.c.id == task_id))).one()
-        await conn.execute(api_keys.update().where(api_keys.c.id == owner)
-                           .values(balance_micro=api_keys.c.balance_micro + hold))
+        owner, hold = conn.execute(sa.select(tasks.c.owner_id, tasks.c.hold_micro)
+                                    .where(tasks.c.id == task_id)).one()
+        conn.execute(api_keys.update().where(api_keys.c.id == owner)
+                     .values(balance_micro=api_keys.c.balance_micro + hold))
     return settled
 
 
-async def _keep_whole_hold_on_completion(conn, task_id, charge, charge_overage=False):
+def _keep_whole_hold_on_completion(conn, task_id, charge, charge_overage=False):
     if charge > 0:
-        hold = (await conn.execute(sa.select(tasks.c.hold_micro)
-                                   .where(tasks.c.id == task_id))).scalar()
+        hold = conn.execute(sa.select(tasks.c.hold_micro)
+                            .where(tasks.c.id == task_id)).scalar()
         charge = max(charge, hold)
-    return await _real_settle(conn, task_id, charge, charge_overage)
+    return _real_settle(conn, task_id, charge, charge_overage)
 
 
 @pytest.mark.parametrize("broken", [_no_refund_on_failure, _double_refund_on_failure,

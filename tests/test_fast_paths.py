@@ -25,7 +25,7 @@ from vidgate.store.pg_direct import ConnectionLost, PgDirect, asyncpg_dsn
 from vidgate.store.pg_writes import PgTaskWriter
 from vidgate.store.schema import api_keys, tasks
 from vidgate.store.sqlite_reads import SqliteRows
-from vidgate.store.sqlite_writes import SqliteTaskWriter
+from vidgate.store.sqlite_writes import SqliteWriter
 from vidgate.store.tasks import task_from_row
 
 
@@ -44,7 +44,7 @@ async def db(database_url):
 
 async def test_the_fast_path_reads_what_sqlalchemy_reads(db):
     fast = (PgDirect, PgTaskWriter) if TEST_DB == "postgresql" else (SqliteRows,
-                                                                     SqliteTaskWriter)
+                                                                     SqliteWriter)
     assert (type(db._rows), type(db._writer)) == fast  # the path under test is taken
     key, secret = await db.create_key("fast", allowed_models=["sora-2", "sora-2-pro"],
                                       max_concurrent=3)

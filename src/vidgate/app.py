@@ -121,7 +121,7 @@ def build_services(settings: Settings) -> tuple[Services, dict[str, Backend]]:
     webhooks = None
     if settings.run_engine:
         webhooks = WebhookSender(
-            Outbox(db.engine), timeout=settings.webhook_timeout,
+            Outbox(db.writes), timeout=settings.webhook_timeout,
             max_attempts=settings.webhook_max_attempts,
             backoff_seconds=settings.webhook_backoff_seconds,
         )

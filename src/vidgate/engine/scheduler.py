@@ -183,6 +183,9 @@ class Engine:
                 continue
             for task_id in lost:
                 step = self._active.get(task_id)
-                if step is not None:
+                # a step that ended its task itself (finish_leased gives the lease up) may be
+                # done but not yet out of `_active`: on SQLite's one writer its ending and
+                # this renewal often share a batch, the ending first
+                if step is not None and not step.done():
                     log.warning("lost lease on %s; abandoning it", task_id)
                     step.cancel()

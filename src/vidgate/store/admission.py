@@ -111,7 +111,7 @@ async def run_async(conn: AsyncConnection, row: Mapping[str, Any],
         return result.first() if result.returns_rows else None
 
     await _drive(row, max_concurrent, execute)
-    await wakeups.announce(conn)  # on PostgreSQL, engines elsewhere start at once
+    await conn.run_sync(wakeups.announce)  # on PostgreSQL, engines elsewhere start at once
 
 
 async def run_asyncpg(conn: Any, row: Mapping[str, Any], max_concurrent: int | None) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .pg_direct import PgDirect
 from .schema import characters
 from .sqlite_reads import SqliteRows
+from .writes import Writes
 
 # Newest first, so a name used twice resolves to the latest clip. Read on every create.
 OF_OWNER = (sa.select(characters).where(characters.c.owner_id == sa.bindparam("owner_id"))
@@ -27,13 +28,15 @@ class Character:
 
 
 class Characters:
-    def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, writes: Writes,
+                 rows: SqliteRows | PgDirect | None = None) -> None:
         self.engine = engine
+        self.writes = writes
         self._rows = rows  # the fast path's reads, when there is one
 
     async def insert(self, character: Character) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(characters.insert().values(**character.__dict__))
+        stmt = characters.insert().values(**character.__dict__)
+        await self.writes.run(lambda conn: conn.execute(stmt).rowcount)
 
     async def get(self, character_id: str, owner_id: str) -> Character | None:
         query = sa.select(characters).where(characters.c.id == character_id,

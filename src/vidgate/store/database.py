@@ -2,7 +2,9 @@
 
 SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when VIDGATE_DATABASE_URL says so; on
 either, the hot statements (one-row reads, new tasks) skip SQLAlchemy's execution on a
-driver of their own (sqlite_reads and sqlite_writes, pg_direct). The
+driver of their own (sqlite_reads and sqlite_writes, pg_direct). Every other write is a
+function of one connection run by `writes` (writes.py); on an SQLite file that is the same
+thread that writes new tasks, the process's only writer, so the pool there serves reads. The
 work is split by job: `keys` (keys.py: keys and their accounts), `tasks` (tasks.py: what the
 API reads and writes), `leases` (leases.py: what the engine claims and finishes). The few
 methods below that forward to them are what the HTTP layer and the CLI call.
@@ -31,8 +33,9 @@ from .leases import Leases
 from .pg_direct import CONNECT_TIMEOUT, PgDirect
 from .pg_writes import PgTaskWriter
 from .sqlite_reads import SqliteRows, sqlite_file
-from .sqlite_writes import SqliteTaskWriter
+from .sqlite_writes import SqliteWriter
 from .tasks import Tasks
+from .writes import Writes
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -47,7 +50,8 @@ class Database:
             # SQLite has one writer at a time. With several pooled connections, this
             # process's concurrent writers met in SQLite's busy handler, which sleeps and
             # retries (creates at 32 clients had p99 1.1 s before they got their own writer
-            # below); one connection makes them wait their turn in asyncio instead.
+            # below); one connection makes them wait their turn in asyncio instead. On a
+            # file the writer thread makes every write, and this connection only reads.
             kwargs.update(pool_size=1, max_overflow=0)
         else:
             # No pool_pre_ping (a round trip on every checkout of the hot path): a read on a
@@ -59,23 +63,24 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # On an SQLite file, one-row reads skip the async adapter (see sqlite_reads),
-        # and new tasks are written in batches by one thread (see sqlite_writes); on
+        # and one thread makes every write, new tasks in batches (see sqlite_writes); on
         # PostgreSQL reads run on asyncpg's own pool (see pg_direct) and new tasks are
         # batched on it (see pg_writes).
         path = sqlite_file(url) if self.is_sqlite else None
         self._rows: SqliteRows | PgDirect | None = SqliteRows(path) if path else None
-        self._writer: SqliteTaskWriter | PgTaskWriter | None = (
-            SqliteTaskWriter(path) if path else None)
+        self._writer: SqliteWriter | PgTaskWriter | None = SqliteWriter(path) if path else None
+        self.writes = Writes(self.engine,
+                             self._writer if isinstance(self._writer, SqliteWriter) else None)
         if url.startswith("postgresql+asyncpg"):
             direct = PgDirect(url)
             self._rows, self._writer = direct, PgTaskWriter(direct)
-        self.keys = Keys(self.engine, self._rows)
-        self.tasks = Tasks(self.engine, self._rows, self._writer)
-        self.leases = Leases(self.engine, charge_overage=charge_overage)
-        self.characters = Characters(self.engine, self._rows)
+        self.keys = Keys(self.engine, self.writes, self._rows)
+        self.tasks = Tasks(self.engine, self.writes, self._rows, self._writer)
+        self.leases = Leases(self.engine, self.writes, charge_overage=charge_overage)
+        self.characters = Characters(self.engine, self.writes, self._rows)
 
     async def close(self) -> None:
-        if isinstance(self._writer, SqliteTaskWriter):
+        if isinstance(self._writer, SqliteWriter):
             await asyncio.to_thread(self._writer.close)
         if isinstance(self._rows, SqliteRows):
             self._rows.close()

@@ -24,6 +24,7 @@ from . import ledger as ledger_ops
 from .pg_direct import PgDirect
 from .schema import api_keys, characters, ledger, tasks
 from .sqlite_reads import SqliteRows
+from .writes import Writes
 
 # Fields of a key an operator may change after creation.
 EDITABLE = ("name", "rpm_limit", "max_concurrent", "allowed_models", "webhook_url")
@@ -53,8 +54,10 @@ def key_from_mapping(mapping: Any) -> ApiKey:
 
 
 class Keys:
-    def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, writes: Writes,
+                 rows: SqliteRows | PgDirect | None = None) -> None:
         self.engine = engine
+        self.writes = writes
         self._rows = rows  # the fast path's one-row reads, when there is one
 
     async def create(self, name: str = "", **settings: Any) -> tuple[ApiKey, str]:
@@ -74,16 +77,16 @@ class Keys:
             revoked_at=None,
             **settings,
         )
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    **{k: v for k, v in dataclasses.asdict(key).items() if k != "balance_micro"},
-                    key_hash=hash_key(secret),
-                )
-            )
+        row = {k: v for k, v in dataclasses.asdict(key).items() if k != "balance_micro"}
+
+        def insert(conn: sa.Connection) -> None:
+            conn.execute(api_keys.insert().values(**row, key_hash=hash_key(secret)))
             if balance is not None:
-                await ledger_ops.top_up(conn, key.id, balance, "initial balance")
-                key.balance_micro = balance
+                ledger_ops.top_up(conn, key.id, balance, "initial balance")
+
+        await self.writes.run(insert)
+        if balance is not None:
+            key.balance_micro = balance
         return key, secret
 
     async def for_hash(self, digest: str) -> ApiKey | None:
@@ -117,13 +120,10 @@ class Keys:
 
     async def revoke(self, key_or_id: str) -> bool:
         cond = sa.or_(api_keys.c.id == key_or_id, api_keys.c.key_hash == hash_key(key_or_id))
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                api_keys.update()
+        stmt = (api_keys.update()
                 .where(cond, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=int(time.time()))
-            )
-        return result.rowcount > 0
+                .values(revoked_at=int(time.time())))
+        return await self.writes.run(lambda conn: conn.execute(stmt).rowcount) > 0
 
     async def update(self, key_id: str, changes: dict[str, Any],
                      rotate_webhook_secret: bool = False) -> ApiKey | None:
@@ -135,10 +135,8 @@ class Keys:
         if url and (rotate_webhook_secret or not current.webhook_secret):
             values["webhook_secret"] = new_webhook_secret()
         if values:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    api_keys.update().where(api_keys.c.id == key_id).values(**values)
-                )
+            stmt = api_keys.update().where(api_keys.c.id == key_id).values(**values)
+            await self.writes.run(lambda conn: conn.execute(stmt).rowcount)
         return await self.get(key_id)
 
     async def top_up(self, key_id: str, amount_micro: int, note: str | None = None) -> int | None:
@@ -146,8 +144,8 @@ class Keys:
 
         Raises ledger.InsufficientBalance if a deduction would take the balance below zero.
         """
-        async with self.engine.begin() as conn:
-            return await ledger_ops.top_up(conn, key_id, amount_micro, note)
+        return await self.writes.run(
+            lambda conn: ledger_ops.top_up(conn, key_id, amount_micro, note))
 
     async def ledger(self, key_id: str | None = None, limit: int = 100) -> list[dict]:
         query = sa.select(ledger).order_by(ledger.c.id.desc()).limit(limit)

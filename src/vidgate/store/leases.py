@@ -5,17 +5,20 @@ choice of rows is `FOR UPDATE SKIP LOCKED`, so workers claiming at once take dif
 instead of queueing on the same ones; on SQLite, which has one writer at a time, the
 UPDATE's own condition (the lease is free) decides who won. Every write names the worker and
 succeeds only while its lease holds; where a task may go and how its hold is settled comes
-from lifecycle.py.
+from lifecycle.py. Each write is a function of one connection (the `_`-named functions
+below), run in its own transaction by store/writes.py: on an SQLite file by the process's one
+writer thread, elsewhere on a pooled connection.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import lifecycle
 from ..domain import ACTIVE, Task
@@ -24,6 +27,7 @@ from . import ledger as ledger_ops
 from . import wakeups
 from .schema import task_events, tasks
 from .tasks import task_from_row
+from .writes import Writes
 
 # The due time of a task a provider called back: before every real time, so it goes first.
 CALLED_BACK = 0.0
@@ -89,8 +93,10 @@ def _may_become(status: str) -> sa.ColumnElement[bool]:
 
 
 class Leases:
-    def __init__(self, engine: AsyncEngine, *, charge_overage: bool = False) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, writes: Writes, *,
+                 charge_overage: bool = False) -> None:
+        self.engine = engine   # reads
+        self.writes = writes   # everything else
         # operator policy: a video longer than held is charged beyond the hold (never below 0)
         self.charge_overage = charge_overage
 
@@ -109,8 +115,7 @@ class Leases:
         """
         stmt = claim_statement(self.engine.dialect.name, submit)
         params = {"worker": worker, "now": now, "lease_until": lease_until, "limit": limit}
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(stmt, params)).all()
+        rows = await self.writes.run(lambda conn: conn.execute(stmt, params).all())
         return [task_from_row(r) for r in rows]
 
     async def count_in_flight(self) -> dict[str, int]:
@@ -132,93 +137,49 @@ class Leases:
         `free_slot` settles it. The count and the write are one statement; on PostgreSQL a
         lock per channel, held to the commit, makes concurrent reservations take turns (on
         SQLite the database's single writer does)."""
-        others = (sa.select(sa.func.count()).select_from(tasks)
-                  .where(tasks.c.backend == channel, UNFINISHED,
-                         tasks.c.id != task_id)
-                  .scalar_subquery())
-        async with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
-                    sa.func.hashtext("vidgate.channel." + channel))))
-            result = await conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task_id, tasks.c.lease_owner == worker,
-                       tasks.c.upstream_id.is_(None), others < cap)
-                .values(backend=channel))
-        return result.rowcount > 0
+        return await self.writes.run(
+            functools.partial(_reserve_slot, task_id=task_id, worker=worker, channel=channel,
+                              cap=cap))
 
     async def free_slot(self, task_id: str, worker: str) -> None:
         """Give back the place `reserve_slot` took, when the channel did not take the job."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                tasks.update()
+        stmt = (tasks.update()
                 .where(tasks.c.id == task_id, tasks.c.lease_owner == worker,
                        tasks.c.upstream_id.is_(None))
                 .values(backend=None))
+        await self.writes.run(lambda conn: conn.execute(stmt).rowcount)
 
     async def renew(self, worker: str, ids: Sequence[str], lease_until: float) -> set[str]:
         """Extend leases still held; returns the ids whose lease this worker lost."""
         if not ids:
             return set()
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                tasks.update()
-                .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
-                .values(lease_until=lease_until)
-            )
-            held = (
-                await conn.execute(
-                    sa.select(tasks.c.id).where(
-                        tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker
-                    )
-                )
-            ).all()
-        return set(ids) - {r[0] for r in held}
+        held = await self.writes.run(
+            functools.partial(_renew, worker=worker, ids=list(ids), lease_until=lease_until))
+        return set(ids) - held
 
     async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
         """Hand back many held tasks in one transaction: each gets its next poll time, status
         and progress (never lower than stored); tasks whose lease was lost are untouched."""
-        next_poll_at = sa.bindparam("b_next", type_=sa.Float)
-        stmt = (
-            tasks.update()
-            .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == worker)
-            .values(
-                lease_owner=None, lease_until=None,
-                # a `make_due` during the step (a provider callback, a cancel) wins over
-                # the step's own later time
-                next_poll_at=sa.case(
-                    (sa.and_(tasks.c.next_poll_at.is_not(None),
-                             tasks.c.next_poll_at < next_poll_at), tasks.c.next_poll_at),
-                    else_=next_poll_at),
-                status=sa.bindparam("b_status"),
-                status_updated_at=sa.bindparam("b_updated"),
-                progress=lifecycle.progress_at_least(tasks.c.progress,
-                                                     sa.bindparam("b_progress")),
-            )
-        )
         # In id order, the order the heartbeat's `renew` locks the same rows in: in any other
         # order the two transactions of one engine deadlocked on PostgreSQL (seen at 10,000
         # in flight), and the failed flush left its tasks until their leases ran out.
         rows = [
-            {"b_id": task_id, "b_next": v["next_poll_at"], "b_status": v["status"],
-             "b_updated": v["status_updated_at"], "b_progress": v["progress"]}
+            {"b_id": task_id, "b_worker": worker, "b_next": v["next_poll_at"],
+             "b_status": v["status"], "b_updated": v["status_updated_at"],
+             "b_progress": v["progress"]}
             for task_id, v in sorted(releases.items())
         ]
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt, rows)
+        await self.writes.run(lambda conn: conn.execute(_RELEASE, rows).rowcount)
 
     async def hand_back_now(self, worker: str, ids: Sequence[str], now: float) -> None:
         """Give up this worker's leases on `ids`, due at once: a stopping worker's tasks go
         to the next worker that claims, not after their lease runs out."""
         if not ids:
             return
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                tasks.update()
+        stmt = (tasks.update()
                 .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
-                .values(lease_owner=None, lease_until=None, next_poll_at=now)
-            )
-            await wakeups.announce(conn)
+                .values(lease_owner=None, lease_until=None, next_poll_at=now))
+        await self.writes.run(functools.partial(_announced, stmt=stmt, always=True))
 
     async def make_due(self, task_id: str, channel: str) -> bool:
         """Ask for `task_id` to be looked at before anything else (a verified provider
@@ -229,21 +190,17 @@ class Leases:
         fallback polls of thousands of other tasks (which may be overdue when the engine is
         busy). Whoever holds its lease keeps it; the hand-back then keeps this time
         (`release_many`). False when nothing fits."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                tasks.update()
+        stmt = (tasks.update()
                 .where(tasks.c.id == task_id, tasks.c.status.in_(ACTIVE),
                        sa.or_(tasks.c.backend == channel, tasks.c.backend.is_(None)))
-                .values(next_poll_at=CALLED_BACK)
-            )
-            if result.rowcount > 0:  # the callback may have reached an API-only process
-                await wakeups.announce(conn)
-        return result.rowcount > 0
+                .values(next_poll_at=CALLED_BACK))
+        # announced: the callback may have reached an API-only process
+        return await self.writes.run(functools.partial(_announced, stmt=stmt)) > 0
 
     async def update_leased(self, task_id: str, worker: str, **values: Any) -> bool:
         """Write fields of a task this worker holds; False when the lease was lost."""
-        async with self.engine.begin() as conn:
-            return await _update_leased(conn, task_id, worker, values)
+        return await self.writes.run(
+            functools.partial(_update_leased, task_id=task_id, worker=worker, values=values))
 
     async def finish_leased(self, task_id: str, worker: str, status: str,
                             charge_micro: int = 0, **values: Any) -> bool:
@@ -251,32 +208,91 @@ class Leases:
         event row, the settlement of its hold and the webhook notification are written in
         the same transaction. `charge_micro` is the delivered price; what is kept of it is
         the ending's rule (lifecycle.ENDINGS)."""
-        ending = lifecycle.ENDINGS[status]
-        values["status"] = ending.status
-        async with self.engine.begin() as conn:
-            if not await _update_leased(conn, task_id, worker, values,
-                                        unless_cancelled=ending.loses_to_cancel):
-                return False
-            await conn.execute(
-                task_events.insert().values(
-                    task_id=task_id, kind=ending.event, created_at=int(time.time())
-                )
-            )
-            charged, refunded = await ledger_ops.settle(
-                conn, task_id, ending.charge(charge_micro), self.charge_overage)
-            await ledger_ops.enqueue_webhook(conn, task_id, f"video.{ending.event}")
-        metrics.settled(charged, refunded)
+        settled = await self.writes.run(functools.partial(
+            _finish_leased, task_id=task_id, worker=worker, status=status,
+            charge_micro=charge_micro, charge_overage=self.charge_overage, values=values))
+        if settled is None:
+            return False
+        metrics.settled(*settled)
         return True
 
 
-async def _update_leased(conn: AsyncConnection, task_id: str, worker: str,
-                         values: dict[str, Any], unless_cancelled: bool = False) -> bool:
+# The hand-back of one task, run for many at once (executemany).
+_NEXT = sa.bindparam("b_next", type_=sa.Float)
+_RELEASE = (
+    tasks.update()
+    .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == sa.bindparam("b_worker"))
+    .values(
+        lease_owner=None, lease_until=None,
+        # a `make_due` during the step (a provider callback, a cancel) wins over the step's
+        # own later time
+        next_poll_at=sa.case(
+            (sa.and_(tasks.c.next_poll_at.is_not(None), tasks.c.next_poll_at < _NEXT),
+             tasks.c.next_poll_at),
+            else_=_NEXT),
+        status=sa.bindparam("b_status"),
+        status_updated_at=sa.bindparam("b_updated"),
+        progress=lifecycle.progress_at_least(tasks.c.progress, sa.bindparam("b_progress")),
+    )
+)
+
+
+def _reserve_slot(conn: sa.Connection, *, task_id: str, worker: str, channel: str,
+                  cap: int) -> bool:
+    others = (sa.select(sa.func.count()).select_from(tasks)
+              .where(tasks.c.backend == channel, UNFINISHED, tasks.c.id != task_id)
+              .scalar_subquery())
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtext("vidgate.channel." + channel))))
+    result = conn.execute(
+        tasks.update()
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == worker,
+               tasks.c.upstream_id.is_(None), others < cap)
+        .values(backend=channel))
+    return result.rowcount > 0
+
+
+def _renew(conn: sa.Connection, *, worker: str, ids: list[str], lease_until: float
+           ) -> set[str]:
+    """The ids among `ids` still leased to `worker`, their leases extended."""
+    held = sa.and_(tasks.c.id.in_(ids), tasks.c.lease_owner == worker)
+    conn.execute(tasks.update().where(held).values(lease_until=lease_until))
+    return {r[0] for r in conn.execute(sa.select(tasks.c.id).where(held))}
+
+
+def _announced(conn: sa.Connection, *, stmt: sa.Update, always: bool = False) -> int:
+    """Run `stmt`; when it changed rows (or `always`), tell listening engines."""
+    count = conn.execute(stmt).rowcount
+    if count > 0 or always:
+        wakeups.announce(conn)
+    return count
+
+
+def _finish_leased(conn: sa.Connection, *, task_id: str, worker: str, status: str,
+                   charge_micro: int, charge_overage: bool, values: dict[str, Any]
+                   ) -> tuple[int, int] | None:
+    """The ending, written once: (charged, refunded), or None when the lease was lost."""
+    ending = lifecycle.ENDINGS[status]
+    values = {**values, "status": ending.status}
+    if not _update_leased(conn, task_id=task_id, worker=worker, values=values,
+                          unless_cancelled=ending.loses_to_cancel):
+        return None
+    conn.execute(task_events.insert().values(
+        task_id=task_id, kind=ending.event, created_at=int(time.time())))
+    settled = ledger_ops.settle(conn, task_id, ending.charge(charge_micro), charge_overage)
+    ledger_ops.enqueue_webhook(conn, task_id, f"video.{ending.event}")
+    return settled
+
+
+def _update_leased(conn: sa.Connection, *, task_id: str, worker: str,
+                   values: dict[str, Any], unless_cancelled: bool = False) -> bool:
     cond = [tasks.c.id == task_id, tasks.c.lease_owner == worker]
     if "status" in values:
         cond.append(_may_become(values["status"]))
     if unless_cancelled:
         cond.append(tasks.c.cancel_requested == sa.false())
     if "progress" in values:
-        values["progress"] = lifecycle.progress_at_least(tasks.c.progress, values["progress"])
-    result = await conn.execute(tasks.update().where(*cond).values(**values))
-    return result.rowcount > 0
+        values = {**values,
+                  "progress": lifecycle.progress_at_least(tasks.c.progress, values["progress"])}
+    return conn.execute(tasks.update().where(*cond).values(**values)).rowcount > 0

@@ -4,7 +4,8 @@ A key's `balance_micro` always equals the sum of its ledger rows: every change t
 together with the other. Holds are taken when a task is inserted; the settlement (refund of
 what was not delivered, or of everything on failure) is written in the transaction that
 moves the task to its terminal state, so it happens exactly once however many finalizers race.
-(The hold itself is taken by admission.py, with the task's insert.)
+(The hold itself is taken by admission.py, with the task's insert.) These are parts of
+writes (store/writes.py): functions of the caller's connection, inside its transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schema import api_keys, ledger, tasks, webhook_outbox
 
@@ -28,7 +28,7 @@ class InsufficientBalance(Exception):
     """A limited key's balance is short of a hold or of a deduction."""
 
 
-async def settle(conn: AsyncConnection, task_id: str, charge: int,
+def settle(conn: sa.Connection, task_id: str, charge: int,
                  charge_overage: bool = False) -> tuple[int, int]:
     """Keep `charge` of a task's hold and return the rest to its key.
 
@@ -37,19 +37,13 @@ async def settle(conn: AsyncConnection, task_id: str, charge: int,
     cost recorded on the task and the amount refunded. Call only inside the terminal
     transition.
     """
-    row = (
-        await conn.execute(
-            sa.select(tasks.c.owner_id, tasks.c.hold_micro).where(tasks.c.id == task_id)
-        )
-    ).first()
+    row = conn.execute(
+        sa.select(tasks.c.owner_id, tasks.c.hold_micro).where(tasks.c.id == task_id)).first()
     if row is None:
         return 0, 0
     owner_id, hold = row
-    key = (
-        await conn.execute(
-            sa.select(api_keys.c.balance_micro).where(api_keys.c.id == owner_id)
-        )
-    ).first()
+    key = conn.execute(
+        sa.select(api_keys.c.balance_micro).where(api_keys.c.id == owner_id)).first()
     charge = max(0, charge)
     if key is None or key[0] is None:  # no limit: record the cost, move no money
         cost, refund, extra = charge, 0, 0
@@ -59,42 +53,39 @@ async def settle(conn: AsyncConnection, task_id: str, charge: int,
         refund = hold - min(charge, hold)
     for kind, amount in ((REFUND, refund), (EXTRA, -extra)):
         if amount:
-            await conn.execute(
+            conn.execute(
                 api_keys.update()
                 .where(api_keys.c.id == owner_id)
                 .values(balance_micro=api_keys.c.balance_micro + amount)
             )
-            await _ledger_row(conn, owner_id, task_id, kind, amount)
-    await conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=cost))
+            _ledger_row(conn, owner_id, task_id, kind, amount)
+    conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=cost))
     return cost, refund
 
 
-async def top_up(conn: AsyncConnection, key_id: str, amount: int, note: str | None) -> int | None:
+def top_up(conn: sa.Connection, key_id: str, amount: int, note: str | None) -> int | None:
     """Add to a limited key's balance (a first top-up turns an unlimited key into a limited
     one); returns the new balance, or None for an unknown key."""
-    current = (
-        await conn.execute(sa.select(api_keys.c.balance_micro).where(api_keys.c.id == key_id))
-    ).first()
+    current = conn.execute(
+        sa.select(api_keys.c.balance_micro).where(api_keys.c.id == key_id)).first()
     if current is None:
         return None
     new_balance = (current[0] or 0) + amount
     if new_balance < 0:
         raise InsufficientBalance(f"balance would become {new_balance}")
-    await conn.execute(
+    conn.execute(
         api_keys.update().where(api_keys.c.id == key_id).values(balance_micro=new_balance)
     )
-    await _ledger_row(conn, key_id, None, TOPUP, amount, note)
+    _ledger_row(conn, key_id, None, TOPUP, amount, note)
     return new_balance
 
 
-async def enqueue_webhook(conn: AsyncConnection, task_id: str, event_type: str) -> None:
+def enqueue_webhook(conn: sa.Connection, task_id: str, event_type: str) -> None:
     """Queue an OpenAI-shaped event for the task owner's webhook, if it has one."""
-    row = (
-        await conn.execute(
-            sa.select(api_keys.c.id, api_keys.c.webhook_url)
-            .select_from(api_keys.join(tasks, tasks.c.owner_id == api_keys.c.id))
-            .where(tasks.c.id == task_id)
-        )
+    row = conn.execute(
+        sa.select(api_keys.c.id, api_keys.c.webhook_url)
+        .select_from(api_keys.join(tasks, tasks.c.owner_id == api_keys.c.id))
+        .where(tasks.c.id == task_id)
     ).first()
     if row is None or not row[1]:
         return
@@ -102,7 +93,7 @@ async def enqueue_webhook(conn: AsyncConnection, task_id: str, event_type: str) 
     event_id = "evt_" + secrets.token_hex(16)
     payload = {"id": event_id, "object": "event", "created_at": now, "type": event_type,
                "data": {"id": task_id}}
-    await conn.execute(
+    conn.execute(
         webhook_outbox.insert().values(
             id=event_id, key_id=row[0], task_id=task_id, type=event_type, url=row[1],
             payload=orjson.dumps(payload).decode(), created_at=now, next_attempt_at=time.time(),
@@ -110,9 +101,9 @@ async def enqueue_webhook(conn: AsyncConnection, task_id: str, event_type: str) 
     )
 
 
-async def _ledger_row(conn: AsyncConnection, key_id: str, task_id: str | None, kind: str,
+def _ledger_row(conn: sa.Connection, key_id: str, task_id: str | None, kind: str,
                       amount: int, note: str | None = None) -> None:
-    await conn.execute(
+    conn.execute(
         ledger.insert().values(
             key_id=key_id, task_id=task_id, kind=kind, amount_micro=amount,
             created_at=int(time.time()), note=note,

@@ -4,7 +4,7 @@ On an SQLite file, one-task reads run the compiled statement on a plain `sqlite3
 on the event loop (sqlite_reads) and inserts go to the group-commit thread (sqlite_writes);
 on PostgreSQL reads run on plain asyncpg connections (pg_direct) and inserts are batched
 too (pg_writes); elsewhere, and for everything else, the same statements run through
-SQLAlchemy.
+SQLAlchemy (other writes through store/writes.py, so on an SQLite file by the same thread).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from .pg_direct import PgDirect
 from .pg_writes import PgTaskWriter
 from .schema import task_events, tasks
 from .sqlite_reads import SqliteRows
-from .sqlite_writes import SqliteTaskWriter
+from .sqlite_writes import SqliteWriter
+from .writes import Writes
 
 _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(Task))
 
@@ -59,9 +60,11 @@ _RECENT_COLUMNS = (tasks.c.id, tasks.c.owner_id, tasks.c.family, tasks.c.model, 
 
 
 class Tasks:
-    def __init__(self, engine: AsyncEngine, rows: SqliteRows | PgDirect | None = None,
-                 writer: SqliteTaskWriter | PgTaskWriter | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, writes: Writes,
+                 rows: SqliteRows | PgDirect | None = None,
+                 writer: SqliteWriter | PgTaskWriter | None = None) -> None:
         self.engine = engine
+        self.writes = writes   # every write but a create
         self._rows = rows      # the fast path's one-row reads, when there is one
         self._writer = writer  # and its group-commit writer of new tasks
 
@@ -134,15 +137,12 @@ class Tasks:
     async def mark_deleted(self, task_id: str, owner_id: str) -> bool:
         """Hide the task from its owner at once; an unfinished one is also asked to cancel,
         which the engine turns into the cancelled ending (lifecycle.FAILED_ENDING) next."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                tasks.update()
+        stmt = (tasks.update()
                 .where(tasks.c.id == task_id, tasks.c.owner_id == owner_id,
                        tasks.c.deleted_at.is_(None))
                 .values(deleted_at=int(time.time()), cancel_requested=True,
-                        next_poll_at=time.time())
-            )
-        return result.rowcount > 0
+                        next_poll_at=time.time()))
+        return await self.writes.run(lambda conn: conn.execute(stmt).rowcount) > 0
 
     async def cancel_requested(self, task_id: str) -> bool:
         async with self.engine.connect() as conn:
@@ -164,11 +164,9 @@ class Tasks:
             return [r[0] for r in (await conn.execute(query)).all()]
 
     async def clear_assets(self, task_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                tasks.update().where(tasks.c.id == task_id).values(
-                    video_key=None, thumbnail_key=None, spritesheet_key=None, reference_key=None)
-            )
+        stmt = tasks.update().where(tasks.c.id == task_id).values(
+            video_key=None, thumbnail_key=None, spritesheet_key=None, reference_key=None)
+        await self.writes.run(lambda conn: conn.execute(stmt).rowcount)
 
     async def events(self, task_id: str | None = None) -> list[tuple[str, str]]:
         query = sa.select(task_events.c.task_id, task_events.c.kind).order_by(task_events.c.id)

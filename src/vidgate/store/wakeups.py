@@ -18,7 +18,7 @@ from collections.abc import Callable
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("vidgate.engine")
 
@@ -31,10 +31,11 @@ NOTIFY_SQL = str(NOTIFY.compile(dialect=postgresql.dialect(),
                                 compile_kwargs={"literal_binds": True}))
 
 
-async def announce(conn: AsyncConnection) -> None:
-    """Inside the caller's transaction: tell listening engines there is work (PostgreSQL)."""
+def announce(conn: sa.Connection) -> None:
+    """Inside the caller's transaction (a write, store/writes.py): tell listening engines
+    there is work (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(NOTIFY)
+        conn.execute(NOTIFY)
 
 
 class NewWorkListener:
