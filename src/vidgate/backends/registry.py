@@ -2,40 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ..channels import ChannelConfig
-from .ark import ArkBackend
 from .base import Backend
-from .dashscope import DashScopeBackend
-from .fal import FalBackend
-from .gemini import GeminiBackend
-from .generations import GenerationsBackend
-from .kling import KlingBackend
-from .luma import LumaBackend
-from .minimax import MiniMaxBackend
-from .openai import OpenAIBackend
-from .replicate import ReplicateBackend
-from .runway import RunwayBackend
 from .sandbox.backend import SandboxBackend
-from .unified import UnifiedBackend
-from .vertex import VertexBackend
 
+# kind -> (module in this package, class). Imported when a channel of the kind is built:
+# provider clients' libraries (google-auth and requests for vertex, PyJWT for kling,
+# cryptography for fal and replicate webhooks) cost start-up time and memory that a
+# deployment without such a channel should not pay (bench/RESULTS.md, Footprint).
 _HTTP_KINDS = {
-    "openai": OpenAIBackend,
-    "generations": GenerationsBackend,
-    "unified": UnifiedBackend,
-    "gemini": GeminiBackend,
-    "vertex": VertexBackend,
-    "fal": FalBackend,
-    "replicate": ReplicateBackend,
-    "runway": RunwayBackend,
-    "luma": LumaBackend,
-    "kling": KlingBackend,
-    "minimax": MiniMaxBackend,
-    "ark": ArkBackend,
-    "dashscope": DashScopeBackend,
+    "openai": ("openai", "OpenAIBackend"),
+    "generations": ("generations", "GenerationsBackend"),
+    "unified": ("unified", "UnifiedBackend"),
+    "gemini": ("gemini", "GeminiBackend"),
+    "vertex": ("vertex", "VertexBackend"),
+    "fal": ("fal", "FalBackend"),
+    "replicate": ("replicate", "ReplicateBackend"),
+    "runway": ("runway", "RunwayBackend"),
+    "luma": ("luma", "LumaBackend"),
+    "kling": ("kling", "KlingBackend"),
+    "minimax": ("minimax", "MiniMaxBackend"),
+    "ark": ("ark", "ArkBackend"),
+    "dashscope": ("dashscope", "DashScopeBackend"),
 }
+
+
+def backend_class(kind: str) -> type[Backend]:
+    module, name = _HTTP_KINDS[kind]
+    return getattr(importlib.import_module(f".{module}", __package__), name)
 
 
 def make_backend(config: ChannelConfig, settings: Any) -> Backend:
@@ -45,4 +42,4 @@ def make_backend(config: ChannelConfig, settings: Any) -> Backend:
                                  fps=settings.sandbox_fps)
         backend.name = config.name
         return backend
-    return _HTTP_KINDS[config.kind](config)
+    return backend_class(config.kind)(config)
