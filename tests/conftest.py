@@ -8,6 +8,7 @@ import pytest
 from support import Server, fresh_database_url, server_env, start_server
 from vidgate.app import create_app
 from vidgate.config import Settings
+from vidgate.store.database import Database
 
 
 @pytest.fixture
@@ -15,6 +16,15 @@ def database_url(tmp_path: Path):
     url, cleanup = fresh_database_url(tmp_path)
     yield url
     cleanup()
+
+
+@pytest.fixture
+async def db(database_url):
+    """The store alone, migrated, on the test database."""
+    database = Database(database_url)
+    await database.migrate()
+    yield database
+    await database.close()
 
 
 @pytest.fixture

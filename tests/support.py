@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 # Which database the suite runs against: "sqlite" (default) or "postgresql".
 TEST_DB = os.environ.get("VIDGATE_TEST_DB", "sqlite")
@@ -188,3 +189,9 @@ def make_task(owner: str, hold: int = 0, **extra):
                 prompt="p", width=1280, height=720, seconds=4, seed=0, status=QUEUED,
                 progress=0, created_at=int(now), status_updated_at=int(now),
                 deadline_at=now + 3600.25, next_poll_at=now, hold_micro=hold, **extra)
+
+
+def needs_postgresql(what: str) -> None:
+    """Skip unless the suite runs on PostgreSQL (VIDGATE_TEST_DB=postgresql)."""
+    if TEST_DB != "postgresql":
+        pytest.skip(f"{what}: runs with VIDGATE_TEST_DB=postgresql")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from support import TEST_DB, await_for, make_task
+from support import TEST_DB, await_for, make_task, needs_postgresql
 from tcp_proxy import TcpProxy
 from vidgate.app import create_app
 from vidgate.config import Settings
@@ -27,19 +27,6 @@ from vidgate.store.schema import api_keys, tasks
 from vidgate.store.sqlite_reads import SqliteRows
 from vidgate.store.sqlite_writes import SqliteWriter
 from vidgate.store.tasks import task_from_row
-
-
-def needs_postgresql() -> None:
-    if TEST_DB != "postgresql":
-        pytest.skip("PostgreSQL's fast path: runs with VIDGATE_TEST_DB=postgresql")
-
-
-@pytest.fixture
-async def db(database_url):
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def test_the_fast_path_reads_what_sqlalchemy_reads(db):
@@ -150,7 +137,7 @@ class KillsItsConnection:
 
 
 async def test_a_read_whose_connection_died_runs_once_more(db, database_url, monkeypatch):
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's fast path")
     key, _ = await db.create_key("retry")
     task = make_task(key.id)
     await db.tasks.insert(task)
@@ -165,7 +152,7 @@ async def test_a_read_whose_connection_died_runs_once_more(db, database_url, mon
 
 
 async def test_a_create_whose_connection_died_is_not_retried(db, database_url, monkeypatch):
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's fast path")
     key, _ = await db.create_key("no retry", balance_micro=10)
     await db.tasks.insert(make_task(key.id, hold=1))  # the pool has a connection
     killer = KillsItsConnection(monkeypatch, database_url)
@@ -181,7 +168,7 @@ async def test_a_create_whose_connection_died_is_not_retried(db, database_url, m
 async def test_database_out_of_reach_answers_503_then_recovers(tmp_path, database_url):
     """Status reads, key lookups and creates on the fast path answer 503 + Retry-After
     while PostgreSQL is out of reach, and 200 once it is back."""
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's fast path")
     url = database_url
     host_port = url.split("@", 1)[1].split("/", 1)[0]
     proxy = TcpProxy(int(host_port.rsplit(":", 1)[1])).start()

@@ -30,9 +30,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fakes.fixtures import fake_world_fixture, sample_media_fixture  # noqa: F401
 from support import (
-    TEST_DB,
     _pg_admin,
     fresh_database_url,
+    needs_postgresql,
     server_env,
     start_server,
     vidgate_cmd,
@@ -45,11 +45,6 @@ from vidgate.store.schema import api_keys, ledger, tasks
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 START_USD = 100
 TERMINAL = ("completed", "failed")
-
-
-def needs_postgresql() -> None:
-    if TEST_DB != "postgresql":
-        pytest.skip("a PostgreSQL fault: runs with VIDGATE_TEST_DB=postgresql")
 
 
 def limited_key(env: dict, **options: str) -> str:
@@ -114,7 +109,7 @@ def assert_money_and_tasks(database_url: str, ids: list[str]) -> None:
 def test_postgresql_connections_killed_mid_run(tmp_path):
     """Every status read stays a 200 while the test's own database connections are killed
     over and over; the engine carries on; each task completes and is settled once."""
-    needs_postgresql()
+    needs_postgresql("a PostgreSQL fault")
     url, cleanup = fresh_database_url(tmp_path)
     dbname = url.rsplit("/", 1)[1]
     env = server_env(tmp_path / "data", url, VIDGATE_LEASE_SECONDS="3")
@@ -160,7 +155,7 @@ def test_what_counts_as_the_database_being_away(error, unreachable):
 def test_postgresql_unreachable_answers_503_then_resumes(tmp_path):
     """With PostgreSQL out of reach every family answers 503 + Retry-After in its error
     shape; when it is back the engine resumes by itself and nothing is lost or paid twice."""
-    needs_postgresql()
+    needs_postgresql("a PostgreSQL fault")
     url, cleanup = fresh_database_url(tmp_path)
     real = urlsplit(url)
     proxy = TcpProxy(real.port or 5432).start()

@@ -20,14 +20,6 @@ from vidgate.store.schema import tasks
 HOLD = 10
 
 
-@pytest.fixture
-async def db(database_url):
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
-
-
 def _pooled_writes(db: Database) -> list[str]:
     """Statements other than reads that SQLAlchemy's pooled connections run from now on."""
     seen: list[str] = []

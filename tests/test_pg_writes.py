@@ -11,26 +11,13 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from support import TEST_DB, await_for, make_task
+from support import await_for, make_task, needs_postgresql
 from vidgate.store.admission import ConcurrencyLimitReached
 from vidgate.store.database import Database
 from vidgate.store.ledger import InsufficientBalance
 from vidgate.store.pg_direct import asyncpg_dsn
 from vidgate.store.schema import tasks
 from vidgate.store.wakeups import CHANNEL
-
-
-def needs_postgresql() -> None:
-    if TEST_DB != "postgresql":
-        pytest.skip("PostgreSQL's writers: runs with VIDGATE_TEST_DB=postgresql")
-
-
-@pytest.fixture
-async def db(database_url):
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def keys_on_two_writers(db: Database, **settings) -> tuple:
@@ -72,7 +59,7 @@ async def test_two_keys_batches_are_in_flight_at_once(db, database_url):
     key's create is written and answered: the two go to different writers and the second
     does not wait behind the first's transaction. One writer for both kept the second
     waiting until the lock was let go."""
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's writers")
     blocked, free = await keys_on_two_writers(db)
     outside = await asyncpg.connect(asyncpg_dsn(database_url))
     watching = await asyncpg.connect(asyncpg_dsn(database_url))  # outside a transaction
@@ -102,7 +89,7 @@ async def test_two_keys_batches_are_in_flight_at_once(db, database_url):
 async def test_a_refusal_on_one_writer_leaves_the_others_batch_alone(db):
     """Two keys on two writers, five creates each at once: the key that can pay two holds
     gets two written and three refused (balance and ledger agree), the other all five."""
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's writers")
     short, rich = await keys_on_two_writers(db, balance_micro=2)
     await db.keys.top_up(rich.id, 98)
     shorts = [make_task(short.id, hold=1) for _ in range(5)]
@@ -123,7 +110,7 @@ async def test_engines_hear_of_written_batches_only(db, database_url):
     """A batch whose creates are all refused, alone or together, announces nothing; a batch
     with one written announces it once, on commit (notifications arrive in commit order,
     so one from the refused batches would have come first)."""
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's writers")
     heard: list[str] = []
     listener = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
@@ -153,7 +140,7 @@ async def test_a_batch_of_unlimited_creates_is_a_few_round_trips(db, monkeypatch
     ledger rows) are written in a fixed number of round trips, not a few per create, and
     write what one after another writes: a reused Idempotency-Key among them gives back
     the first task."""
-    needs_postgresql()
+    needs_postgresql("PostgreSQL's writers")
     free, _ = await db.create_key("free")
     paying, _ = await db.create_key("paying", balance_micro=100)
     await db.tasks.insert(make_task(free.id))  # the writers' connections are open
