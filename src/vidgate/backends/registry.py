@@ -9,30 +9,30 @@ from ..channels import ChannelConfig
 from .base import Backend
 from .sandbox.backend import SandboxBackend
 
-# kind -> (module in this package, class). Imported when a channel of the kind is built:
+# kind -> its class, in this package's module named as the kind. Imported when a channel
+# of the kind is built:
 # provider clients' libraries (google-auth and requests for vertex, PyJWT for kling,
 # cryptography for fal and replicate webhooks) cost start-up time and memory that a
 # deployment without such a channel should not pay (bench/RESULTS.md, Footprint).
 _HTTP_KINDS = {
-    "openai": ("openai", "OpenAIBackend"),
-    "generations": ("generations", "GenerationsBackend"),
-    "unified": ("unified", "UnifiedBackend"),
-    "gemini": ("gemini", "GeminiBackend"),
-    "vertex": ("vertex", "VertexBackend"),
-    "fal": ("fal", "FalBackend"),
-    "replicate": ("replicate", "ReplicateBackend"),
-    "runway": ("runway", "RunwayBackend"),
-    "luma": ("luma", "LumaBackend"),
-    "kling": ("kling", "KlingBackend"),
-    "minimax": ("minimax", "MiniMaxBackend"),
-    "ark": ("ark", "ArkBackend"),
-    "dashscope": ("dashscope", "DashScopeBackend"),
+    "openai": "OpenAIBackend",
+    "generations": "GenerationsBackend",
+    "unified": "UnifiedBackend",
+    "gemini": "GeminiBackend",
+    "vertex": "VertexBackend",
+    "fal": "FalBackend",
+    "replicate": "ReplicateBackend",
+    "runway": "RunwayBackend",
+    "luma": "LumaBackend",
+    "kling": "KlingBackend",
+    "minimax": "MiniMaxBackend",
+    "ark": "ArkBackend",
+    "dashscope": "DashScopeBackend",
 }
 
 
 def backend_class(kind: str) -> type[Backend]:
-    module, name = _HTTP_KINDS[kind]
-    return getattr(importlib.import_module(f".{module}", __package__), name)
+    return getattr(importlib.import_module(f".{kind}", __package__), _HTTP_KINDS[kind])
 
 
 def make_backend(config: ChannelConfig, settings: Any) -> Backend:

@@ -30,7 +30,7 @@ class Writes:
         self.engine = engine
         self._sqlite = sqlite  # the writer thread of an SQLite file, if there is one
 
-    async def run(self, write: Callable[[sa.Connection], T]) -> T:
+    async def run(self, write: Write[T]) -> T:
         """Run `write` in one transaction, committed when this returns; what it raises is
         raised here, having written nothing."""
         if self._sqlite is not None:
