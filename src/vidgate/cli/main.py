@@ -115,10 +115,10 @@ def worker(
 
 
 def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed, the loop `vidgate serve` gets (uvicorn's "auto"): on
-    asyncio's own loop a worker spent a third more CPU per task followed than the same
-    engine inside `serve` (its polls and database round trips are mostly loop and socket
-    work; bench/RESULTS.md). None: asyncio's default."""
+    """uvloop where it is installed, the loop `vidgate serve` gets (uvicorn's "auto"): a
+    worker's polls and database round trips are mostly loop and socket work, and on
+    PostgreSQL its CPU per task followed fell ~10% on uvloop (bench/RESULTS.md, "Engine CPU
+    per task on PostgreSQL"). None: asyncio's default."""
     try:
         import uvloop
     except ImportError:
