@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import Callable
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
@@ -109,7 +110,20 @@ def worker(
                 async with ops_server(services, host, port):
                     await stop.wait()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+        runner.run(main())
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed, the loop `vidgate serve` gets (uvicorn's "auto"): a
+    worker's polls and database round trips are mostly loop and socket work, and on
+    PostgreSQL its CPU per task followed fell ~10% on uvloop (bench/RESULTS.md, "Engine CPU
+    per task on PostgreSQL"). None: asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @command(app)

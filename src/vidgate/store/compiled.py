@@ -21,6 +21,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 # JSON columns are read with orjson (several times faster than json on every status read),
 # here, by the engines Database makes and by pg_direct's codec; written with SQLAlchemy's
@@ -83,6 +84,22 @@ class Compiled:
         return data
 
 
+def _compile(dialect: Dialect, stmt: sa.Executable, column_keys: list[str] | None = None
+             ) -> SQLCompiler:
+    compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+    if compiled.literal_execute_params:
+        # values fixed in the statement (`literal_execute`, as leases.UNFINISHED's statuses)
+        # go into its text now, once, where SQLAlchemy renders them at every execution
+        compiled._process_parameters_for_postcompile(
+            compiled.construct_params(_check=False), _populate_self=True)
+    return compiled
+
+
+def sql_of(dialect: Dialect, stmt: sa.Executable) -> str:
+    """The text `compile_for` gives `stmt`."""
+    return str(_compile(dialect, stmt))
+
+
 def compile_for(dialect: Dialect, stmt: sa.Executable, *, column_keys: list[str] | None = None,
                 table: sa.Table | None = None, coltypes: Sequence[Any] | None = None
                 ) -> Compiled:
@@ -90,7 +107,7 @@ def compile_for(dialect: Dialect, stmt: sa.Executable, *, column_keys: list[str]
     `table`'s columns of the same name (an INSERT's or UPDATE's values); result columns by
     their own types and, where the dialect asks (asyncpg's numbers), by the database's type
     of each result column, `coltypes` (as a cursor describes them)."""
-    compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+    compiled = _compile(dialect, stmt, column_keys)
     binds = {name: bind for bind, name in compiled.bind_names.items()}
     to_db = _converters(table.c, dialect, bind=True) if table is not None else {}
     # a SELECT's columns, or an INSERT/UPDATE's RETURNING columns (empty without one)

@@ -76,7 +76,8 @@ class Database:
             self._rows, self._writer = direct, PgTaskWriter(direct)
         self.keys = Keys(self.engine, self.writes, self._rows)
         self.tasks = Tasks(self.engine, self.writes, self._rows, self._writer)
-        self.leases = Leases(self.engine, self.writes, charge_overage=charge_overage)
+        self.leases = Leases(self.engine, self.writes, charge_overage=charge_overage,
+                             direct=self._rows if isinstance(self._rows, PgDirect) else None)
         self.characters = Characters(self.engine, self.writes, self._rows)
 
     async def close(self) -> None:

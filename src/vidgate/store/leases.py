@@ -25,8 +25,9 @@ from ..domain import ACTIVE, Task
 from ..observability import metrics
 from . import ledger as ledger_ops
 from . import wakeups
+from .pg_direct import PgDirect
 from .schema import task_events, tasks
-from .tasks import task_from_row
+from .tasks import task_from_mapping, task_from_row
 from .writes import Writes
 
 # The due time of a task a provider called back: before every real time, so it goes first.
@@ -87,6 +88,13 @@ _CLAIMS = {(skip, submit): _claim(skip, submit)
            for skip in (True, False) for submit in (True, False, None)}
 
 
+_IN_FLIGHT = (
+    sa.select(tasks.c.backend, sa.func.count().label("count"))
+    .where(UNFINISHED, tasks.c.upstream_id.is_not(None))
+    .group_by(tasks.c.backend)
+)
+
+
 def _may_become(status: str) -> sa.ColumnElement[bool]:
     """The stored status is one `status` may overwrite (for an ending: the task is active)."""
     return tasks.c.status.in_(lifecycle.sources(status))
@@ -94,9 +102,15 @@ def _may_become(status: str) -> sa.ColumnElement[bool]:
 
 class Leases:
     def __init__(self, engine: AsyncEngine, writes: Writes, *,
-                 charge_overage: bool = False) -> None:
+                 charge_overage: bool = False, direct: PgDirect | None = None) -> None:
         self.engine = engine   # reads
         self.writes = writes   # everything else
+        # On PostgreSQL the statements of every round of the engine (its claims, hand-backs
+        # and in-flight count) run compiled on asyncpg, each its own transaction: through
+        # the async adapter each was BEGIN, the statement and COMMIT, three round trips and
+        # SQLAlchemy's layers, and with the bind and the ending those transactions were
+        # most of what a followed task cost more than on SQLite (bench/RESULTS.md)
+        self._direct = direct
         # operator policy: a video longer than held is charged beyond the hold (never below 0)
         self.charge_overage = charge_overage
 
@@ -115,18 +129,18 @@ class Leases:
         """
         stmt = claim_statement(self.engine.dialect.name, submit)
         params = {"worker": worker, "now": now, "lease_until": lease_until, "limit": limit}
+        if self._direct is not None:
+            return [task_from_mapping(r) for r in await self._direct.run(stmt, params)]
         rows = await self.writes.run(lambda conn: conn.execute(stmt, params).all())
         return [task_from_row(r) for r in rows]
 
     async def count_in_flight(self) -> dict[str, int]:
         """Unfinished tasks that an upstream accepted, per channel (for in-flight caps)."""
-        query = (
-            sa.select(tasks.c.backend, sa.func.count())
-            .where(UNFINISHED, tasks.c.upstream_id.is_not(None))
-            .group_by(tasks.c.backend)
-        )
+        if self._direct is not None:
+            return {r["backend"]: r["count"] for r in await self._direct.all(_IN_FLIGHT, {})
+                    if r["backend"]}
         async with self.engine.connect() as conn:
-            return {r[0]: r[1] for r in (await conn.execute(query)).all() if r[0]}
+            return {r[0]: r[1] for r in (await conn.execute(_IN_FLIGHT)).all() if r[0]}
 
     async def reserve_slot(self, task_id: str, worker: str, channel: str, cap: int) -> bool:
         """Take one of `channel`'s `cap` places for this held task before offering it the
@@ -169,6 +183,9 @@ class Leases:
              "b_progress": v["progress"]}
             for task_id, v in sorted(releases.items())
         ]
+        if self._direct is not None:
+            await self._direct.run_many(_RELEASE, rows)
+            return
         await self.writes.run(lambda conn: conn.execute(_RELEASE, rows).rowcount)
 
     async def hand_back_now(self, worker: str, ids: Sequence[str], now: float) -> None:

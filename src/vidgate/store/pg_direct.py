@@ -27,7 +27,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .compiled import JSON_DESERIALIZER, POSTGRES, Compiled, compile_for
+from .compiled import JSON_DESERIALIZER, POSTGRES, Compiled, compile_for, sql_of
 
 T = TypeVar("T")
 # Seconds a new connection may take (TCP, TLS, start-up) before the database counts as out
@@ -114,6 +114,26 @@ class PgDirect:
                 raise
         return await self._reads.run(read)  # once more, on a fresh connection
 
+    async def run(self, stmt: sa.Executable, values: Mapping[str, Any]
+                  ) -> list[dict[str, Any]]:
+        """`stmt` alone, its own transaction (one statement commits by itself: no BEGIN
+        and COMMIT round trips around it); its rows, if it returns any. Never retried."""
+        async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+            compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
+            return [compiled.row(row)
+                    for row in await conn.fetch(compiled.sql, *compiled.args(values))]
+
+        return await self._on_a_connection(run)
+
+    async def run_many(self, stmt: sa.Executable, rows: list[Mapping[str, Any]]) -> None:
+        """`stmt` once per row of parameters, pipelined in one round trip and one
+        transaction (asyncpg's executemany is all or nothing). Never retried."""
+        async def run(conn: asyncpg.Connection) -> None:
+            compiled = self._compiled.get(stmt) or await self._compile(conn, stmt)
+            await conn.executemany(compiled.sql, [compiled.args(row) for row in rows])
+
+        await self._on_a_connection(run)
+
     async def write(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *,
                     opening: str = "") -> T:
         """`work(conn)` inside one transaction, never retried: a connection lost midway
@@ -190,10 +210,10 @@ class PgDirect:
         await _set_codecs(conn)
         return conn
 
-    async def _compile(self, conn: asyncpg.Connection, stmt: sa.Select) -> Compiled:
+    async def _compile(self, conn: asyncpg.Connection, stmt: sa.Executable) -> Compiled:
         """Compile `stmt` once; its numbers are converted by the column types PostgreSQL
         reports for its result, as SQLAlchemy converts them by the cursor's description."""
-        prepared = await conn.prepare(str(stmt.compile(dialect=POSTGRES)))
+        prepared = await conn.prepare(sql_of(POSTGRES, stmt))
         coltypes = [attr.type.oid for attr in prepared.get_attributes()]
         compiled = self._compiled[stmt] = compile_for(POSTGRES, stmt, coltypes=coltypes)
         return compiled
