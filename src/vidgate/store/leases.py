@@ -174,9 +174,9 @@ class Leases:
     async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
         """Hand back many held tasks in one transaction: each gets its next poll time, status
         and progress (never lower than stored); tasks whose lease was lost are untouched."""
-        # In id order, the order the heartbeat's `renew` locks the same rows in: in any other
-        # order the two transactions of one engine deadlocked on PostgreSQL (seen at 10,000
-        # in flight), and the failed flush left its tasks until their leases ran out.
+        # In id order, the order the heartbeat's `renew` locks the same rows in
+        # (`_held_in_id_order`): in any other order the two transactions of one engine
+        # deadlock on PostgreSQL, and a failed flush leaves its tasks until their leases run out.
         rows = [
             {"b_id": task_id, "b_worker": worker, "b_next": v["next_poll_at"],
              "b_status": v["status"], "b_updated": v["status_updated_at"],
@@ -193,8 +193,7 @@ class Leases:
         to the next worker that claims, not after their lease runs out."""
         if not ids:
             return
-        stmt = (tasks.update()
-                .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
+        stmt = (tasks.update().where(_held_in_id_order(worker, ids))
                 .values(lease_owner=None, lease_until=None, next_poll_at=now))
         await self.writes.run(functools.partial(_announced, stmt=stmt, always=True))
 
@@ -273,9 +272,24 @@ def _reserve_slot(conn: sa.Connection, *, task_id: str, worker: str, channel: st
 def _renew(conn: sa.Connection, *, worker: str, ids: list[str], lease_until: float
            ) -> set[str]:
     """The ids among `ids` still leased to `worker`, their leases extended."""
+    conn.execute(tasks.update().where(_held_in_id_order(worker, ids))
+                 .values(lease_until=lease_until))
     held = sa.and_(tasks.c.id.in_(ids), tasks.c.lease_owner == worker)
-    conn.execute(tasks.update().where(held).values(lease_until=lease_until))
     return {r[0] for r in conn.execute(sa.select(tasks.c.id).where(held))}
+
+
+def _held_in_id_order(worker: str, ids: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Rows of `ids` leased to `worker`, locked first in id order (a subquery `ORDER BY id
+    FOR UPDATE`). Every statement that writes many of one engine's rows takes their locks in
+    that one order, as `release_many` writes them: a plain `WHERE id IN (...)` locks in the
+    order its plan reads the table, and at 100,000 in flight on PostgreSQL the heartbeat's
+    renewal and the batched hand-back of the same engine deadlocked that way. (SQLite has
+    one writer and no row locks; `FOR UPDATE` renders as nothing there.)"""
+    locked = (sa.select(tasks.c.id)
+              .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
+              .order_by(tasks.c.id)
+              .with_for_update())
+    return tasks.c.id.in_(locked.scalar_subquery())
 
 
 def _announced(conn: sa.Connection, *, stmt: sa.Update, always: bool = False) -> int:
