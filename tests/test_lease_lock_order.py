@@ -60,10 +60,10 @@ async def test_renewal_locks_in_id_order_so_a_hand_back_never_deadlocks_it(db, d
         # a deadlock, and PostgreSQL aborts one of the two
         await hand_back.execute("UPDATE tasks SET progress = 1 WHERE id = $1", high)
         await transaction.commit()
+        assert await asyncio.wait_for(renewal, 10) == set()  # both leases held and extended
     finally:
         await hand_back.close()
-    assert await asyncio.wait_for(renewal, 10) == set()  # both leases held and extended
-    event.remove(db.engine.sync_engine, "begin", table_order)
+        event.remove(db.engine.sync_engine, "begin", table_order)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(tasks.c.lease_until)
                                    .where(tasks.c.id.in_([low, high])))).all()

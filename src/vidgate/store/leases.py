@@ -274,8 +274,11 @@ def _renew(conn: sa.Connection, *, worker: str, ids: list[str], lease_until: flo
     """The ids among `ids` still leased to `worker`, their leases extended."""
     conn.execute(tasks.update().where(_held_in_id_order(worker, ids))
                  .values(lease_until=lease_until))
-    held = sa.and_(tasks.c.id.in_(ids), tasks.c.lease_owner == worker)
-    return {r[0] for r in conn.execute(sa.select(tasks.c.id).where(held))}
+    return {r[0] for r in conn.execute(sa.select(tasks.c.id).where(_leased_to(worker, ids)))}
+
+
+def _leased_to(worker: str, ids: Sequence[str]) -> sa.ColumnElement[bool]:
+    return sa.and_(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
 
 
 def _held_in_id_order(worker: str, ids: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -286,7 +289,7 @@ def _held_in_id_order(worker: str, ids: Sequence[str]) -> sa.ColumnElement[bool]
     renewal and the batched hand-back of the same engine deadlocked that way. (SQLite has
     one writer and no row locks; `FOR UPDATE` renders as nothing there.)"""
     locked = (sa.select(tasks.c.id)
-              .where(tasks.c.id.in_(list(ids)), tasks.c.lease_owner == worker)
+              .where(_leased_to(worker, ids))
               .order_by(tasks.c.id)
               .with_for_update())
     return tasks.c.id.in_(locked.scalar_subquery())
