@@ -37,6 +37,10 @@ from .sqlite_writes import SqliteWriter
 from .tasks import Tasks
 from .writes import Writes
 
+# PostgreSQL connections of SQLAlchemy's pool per process, opened as needed and kept
+# (docs/operations.md counts them against max_connections)
+POOL_SIZE = 30
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -56,7 +60,10 @@ class Database:
         else:
             # No pool_pre_ping (a round trip on every checkout of the hot path): a read on a
             # pooled connection the server has dropped is retried once instead (below).
-            kwargs.update(pool_size=10, max_overflow=20,
+            # Every connection opened is kept (no overflow): an overflow connection is closed
+            # when it goes back, and an engine ending ~50 tasks at once opened one for every
+            # fourth ending (a new server process, TLS negotiation, the codecs' set-up).
+            kwargs.update(pool_size=POOL_SIZE, max_overflow=0,
                           connect_args={"timeout": CONNECT_TIMEOUT})
         self.engine: AsyncEngine = ReadRetryingEngine(
             create_async_engine(url, **kwargs).sync_engine)
