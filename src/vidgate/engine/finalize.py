@@ -111,10 +111,14 @@ def _with_previews(files: ResultFiles, work_dir: Path) -> ResultFiles:
 def _as_format(path: Path | None, fmt: str, dest: Path) -> Path | None:
     if path is None or not path.is_file():
         return None
+    try:  # already the format we serve? (one format's check: most of an open's cost is
+        # trying the others)
+        with Image.open(path, formats=(fmt,)):
+            return path
+    except Exception:
+        pass
     try:
         with Image.open(path) as img:
-            if img.format == fmt:
-                return path
             img.load()
             dest.parent.mkdir(parents=True, exist_ok=True)
             img.convert("RGB").save(dest, format=fmt, quality=80)
