@@ -352,30 +352,26 @@ def test_money_rules_hold_for_any_sequence(loop_and_db, catalog_and_prices):
 _real_settle = ledger_module.settle
 
 
-def _no_refund_on_failure(conn, task_id, charge, charge_overage=False):
+def _no_refund_on_failure(conn, facts, task_id, charge, charge_overage=False):
     if charge == 0:  # failed or cancelled: forget to give the hold back
         conn.execute(tasks.update().where(tasks.c.id == task_id).values(cost_micro=0))
         return 0, 0  # (cost, refunded), as ledger.settle answers
-    return _real_settle(conn, task_id, charge, charge_overage)
+    return _real_settle(conn, facts, task_id, charge, charge_overage)
 
 
-def _double_refund_on_failure(conn, task_id, charge, charge_overage=False):
-    settled = _real_settle(conn, task_id, charge, charge_overage)
+def _double_refund_on_failure(conn, facts, task_id, charge, charge_overage=False):
+    settled = _real_settle(conn, facts, task_id, charge, charge_overage)
     if charge == 0:  # the refund's balance update runs twice (the ledger's unique index
         # would refuse a second refund row, so only the balance moves twice)
-        owner, hold = conn.execute(sa.select(tasks.c.owner_id, tasks.c.hold_micro)
-                                    .where(tasks.c.id == task_id)).one()
-        conn.execute(api_keys.update().where(api_keys.c.id == owner)
-                     .values(balance_micro=api_keys.c.balance_micro + hold))
+        conn.execute(api_keys.update().where(api_keys.c.id == facts.owner_id)
+                     .values(balance_micro=api_keys.c.balance_micro + facts.hold))
     return settled
 
 
-def _keep_whole_hold_on_completion(conn, task_id, charge, charge_overage=False):
+def _keep_whole_hold_on_completion(conn, facts, task_id, charge, charge_overage=False):
     if charge > 0:
-        hold = conn.execute(sa.select(tasks.c.hold_micro)
-                            .where(tasks.c.id == task_id)).scalar()
-        charge = max(charge, hold)
-    return _real_settle(conn, task_id, charge, charge_overage)
+        charge = max(charge, facts.hold)
+    return _real_settle(conn, facts, task_id, charge, charge_overage)
 
 
 @pytest.mark.parametrize("broken", [_no_refund_on_failure, _double_refund_on_failure,

@@ -314,8 +314,12 @@ def _finish_leased(conn: sa.Connection, *, task_id: str, worker: str, status: st
         return None
     conn.execute(task_events.insert().values(
         task_id=task_id, kind=ending.event, created_at=int(time.time())))
-    settled = ledger_ops.settle(conn, task_id, ending.charge(charge_micro), charge_overage)
-    ledger_ops.enqueue_webhook(conn, task_id, f"video.{ending.event}")
+    facts = ledger_ops.ending_facts(conn, task_id)  # read under the update's row lock
+    if facts is None:
+        return 0, 0
+    settled = ledger_ops.settle(conn, facts, task_id, ending.charge(charge_micro),
+                                charge_overage)
+    ledger_ops.enqueue_webhook(conn, facts, task_id, f"video.{ending.event}")
     return settled
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
@@ -28,27 +29,40 @@ class InsufficientBalance(Exception):
     """A limited key's balance is short of a hold or of a deduction."""
 
 
-def settle(conn: sa.Connection, task_id: str, charge: int,
-                 charge_overage: bool = False) -> tuple[int, int]:
+@dataclass(frozen=True)
+class EndingFacts:
+    """What settling a task and notifying its owner need, read in one statement."""
+
+    owner_id: str
+    hold: int
+    balance: int | None  # None: the key has no limit (or is gone)
+    webhook_url: str | None
+
+
+def ending_facts(conn: sa.Connection, task_id: str) -> EndingFacts | None:
+    row = conn.execute(
+        sa.select(tasks.c.owner_id, tasks.c.hold_micro, api_keys.c.balance_micro,
+                  api_keys.c.webhook_url)
+        .select_from(tasks.outerjoin(api_keys, api_keys.c.id == tasks.c.owner_id))
+        .where(tasks.c.id == task_id)).first()
+    return None if row is None else EndingFacts(*row)
+
+
+def settle(conn: sa.Connection, facts: EndingFacts, task_id: str, charge: int,
+           charge_overage: bool = False) -> tuple[int, int]:
     """Keep `charge` of a task's hold and return the rest to its key.
 
     A charge above the hold is capped at the hold, unless `charge_overage` is set: then the
     difference is taken from the balance too, never more than the balance holds. Returns the
     cost recorded on the task and the amount refunded. Call only inside the terminal
-    transition.
+    transition, with the task's facts read in it.
     """
-    row = conn.execute(
-        sa.select(tasks.c.owner_id, tasks.c.hold_micro).where(tasks.c.id == task_id)).first()
-    if row is None:
-        return 0, 0
-    owner_id, hold = row
-    key = conn.execute(
-        sa.select(api_keys.c.balance_micro).where(api_keys.c.id == owner_id)).first()
+    owner_id, hold = facts.owner_id, facts.hold
     charge = max(0, charge)
-    if key is None or key[0] is None:  # no limit: record the cost, move no money
+    if facts.balance is None:  # no limit: record the cost, move no money
         cost, refund, extra = charge, 0, 0
     else:
-        extra = min(charge - hold, key[0]) if charge_overage and charge > hold else 0
+        extra = min(charge - hold, facts.balance) if charge_overage and charge > hold else 0
         cost = min(charge, hold) + extra
         refund = hold - min(charge, hold)
     for kind, amount in ((REFUND, refund), (EXTRA, -extra)):
@@ -80,14 +94,10 @@ def top_up(conn: sa.Connection, key_id: str, amount: int, note: str | None) -> i
     return new_balance
 
 
-def enqueue_webhook(conn: sa.Connection, task_id: str, event_type: str) -> None:
+def enqueue_webhook(conn: sa.Connection, facts: EndingFacts, task_id: str,
+                    event_type: str) -> None:
     """Queue an OpenAI-shaped event for the task owner's webhook, if it has one."""
-    row = conn.execute(
-        sa.select(api_keys.c.id, api_keys.c.webhook_url)
-        .select_from(api_keys.join(tasks, tasks.c.owner_id == api_keys.c.id))
-        .where(tasks.c.id == task_id)
-    ).first()
-    if row is None or not row[1]:
+    if not facts.webhook_url:
         return
     now = int(time.time())
     event_id = "evt_" + secrets.token_hex(16)
@@ -95,7 +105,8 @@ def enqueue_webhook(conn: sa.Connection, task_id: str, event_type: str) -> None:
                "data": {"id": task_id}}
     conn.execute(
         webhook_outbox.insert().values(
-            id=event_id, key_id=row[0], task_id=task_id, type=event_type, url=row[1],
+            id=event_id, key_id=facts.owner_id, task_id=task_id, type=event_type,
+            url=facts.webhook_url,
             payload=orjson.dumps(payload).decode(), created_at=now, next_attempt_at=time.time(),
         )
     )
