@@ -3,6 +3,7 @@ shared fake upstream, and where to write."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,19 @@ class Sizes:
     engine_poll: float        # ...backing off to this one: the interval a long job sees
     create_concurrency: int   # clients creating the engine phase's tasks
     settle_seconds: float     # idle time before reading idle RSS
+    # the engine-postgres phase: the engine phase at scale, on PostgreSQL with workers
+    scale_tasks: int = 100_000
+    # every job still running when the last is created (~1,000 s at ~100 creates/s)
+    scale_delay: tuple[float, float] = (1200.0, 2100.0)
+    # polls back off to 120 s: at 20 s, 100,000 jobs would be 5,000 polls/s
+    scale_poll: tuple[float, float] = (2.0, 120.0)
+    scale_workers: int = 2
+
+    def at_scale(self) -> Sizes:
+        """The engine phase's sizes for the engine-postgres phase."""
+        return dataclasses.replace(
+            self, engine_tasks=self.scale_tasks, engine_delay=self.scale_delay,
+            engine_poll_min=self.scale_poll[0], engine_poll=self.scale_poll[1])
 
     @staticmethod
     def full() -> Sizes:
@@ -39,7 +53,8 @@ class Sizes:
         return Sizes(seconds=1, concurrency=(1, 32), seed_tasks=4, download_connections=2,
                      big_bytes=8 * 1024 * 1024, engine_tasks=40, engine_delay=(0.3, 1.2),
                      engine_poll_min=0.2, engine_poll=0.5, create_concurrency=8,
-                     settle_seconds=0.5)
+                     settle_seconds=0.5, scale_tasks=40, scale_delay=(0.3, 1.2),
+                     scale_poll=(0.2, 0.5))
 
 
 @dataclass

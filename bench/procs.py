@@ -66,6 +66,30 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def named_cpu_seconds(command: str) -> float:
+    """User + system CPU time of every live process whose command name is `command` (e.g.
+    PostgreSQL's server processes, which the harness did not start), and of the children
+    they have reaped (a backend that exited is counted in its postmaster)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+                if name == command:
+                    fields = rest.split()
+                    total += sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
+    return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot, every core, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
 @dataclass
 class Proc:
     """One started process: its name, the Popen, where its output goes."""

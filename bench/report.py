@@ -95,30 +95,60 @@ def _download_table(results: dict) -> list[str]:
     return lines
 
 
-def _engine_table(results: dict) -> list[str]:
-    eng = results.get("engine")
+def _engine_table(results: dict, section: str = "engine", phase: str = "engine"
+                  ) -> list[str]:
+    eng = results.get(section)
     if not eng:
-        return ["_Engine phase not run: "
-                + results.get("skipped", {}).get("engine", "skipped") + "_"]
+        return [f"_Phase {phase} not run: "
+                + results.get("skipped", {}).get(phase, "skipped") + "_"]
+    workers = eng.get("database") == "postgresql"  # the engine-postgres phase's layout
     rows = [
         ("tasks created (failures)", f"{eng['created']} ({eng['create_failures']})"),
+        *([("engine processes", f"{eng['engine_processes']} `vidgate worker`s (the API in "
+                                "`vidgate serve`, VIDGATE_ROLE=api)")] if workers else []),
         ("peak in flight (accepted upstream, not yet reported)", eng["peak_in_flight"]),
         ("upstream delay per job", "U({}, {}) s".format(*eng["upstream_delay_s"])),
         ("channel poll interval", f"{eng.get('poll_interval_min_s', 0):g} s backing off to "
                                   f"{eng['poll_interval_s']:g} s"),
-        ("create rate (API, 1 core)", f"{eng['create_rps']:.0f} /s "
-                                      f"({eng['create_seconds']:.1f} s)"),
+        ("create rate (API, 1 core)" if not workers else "create rate",
+         f"{eng['create_rps']:.0f} /s ({eng['create_seconds']:.1f} s)"),
         ("completion lag p50 / p99 / max", f"{eng['lag_p50_s']:.2f} / {eng['lag_p99_s']:.2f}"
                                            f" / {eng['lag_max_s']:.2f} s"),
         ("never completed", eng["not_completed"]),
+        *([("submitted upstream twice", eng["duplicated_submits"])] if workers else []),
         ("upstream polls per task", eng["polls_per_task"]),
-        ("vidgate CPU: creating / following", f"{eng['cpu_seconds_creating']:.1f} s / "
-                                              f"{eng['cpu_seconds_following']:.1f} s"),
+        ("vidgate CPU: creating / following" if not workers
+         else "workers' CPU (all): creating / following",
+         f"{eng['cpu_seconds_creating']:.1f} s / {eng['cpu_seconds_following']:.1f} s"),
+        ("engine CPU per 1,000 tasks followed", f"{eng['cpu_seconds_per_1000_followed']:.2f} s"),
         ("vidgate CPU share while following", f"{eng['cpu_share_following']:.0%} of one core"),
         ("wall time", f"{eng['wall_seconds']:.0f} s"),
-        ("vidgate RSS at the end", f"{eng['rss_end_mib']:.0f} MiB"),
     ]
+    where = eng.get("cpu_following_by_process")
+    if where:
+        rows.append(("CPU while following, by process",
+                     f"engines {where['engines']:.0f} s, API {where['api']:.0f} s, fake upstream "
+                     f"{where['fake_upstream']:.0f} s, PostgreSQL {where['postgresql']:.0f} s, "
+                     f"harness {where['harness']:.0f} s; the machine busy "
+                     f"{where['machine_busy']:.0f} s of {where['machine_capacity']:.0f} s "
+                     f"({where['machine_busy'] / max(where['machine_capacity'], 1e-9):.0%})"))
+    if workers:
+        rows += [("the API process's CPU, whole run",
+                  f"{eng.get('api_cpu_seconds_total', 0):.0f} s"),
+                 ("database size at the end", f"{eng['database_mib']:.0f} MiB")]
+    else:
+        rows.append(("vidgate RSS at the end", f"{eng['rss_end_mib']:.0f} MiB"))
     return ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+
+
+SCALE_MODE = (
+    "The engine phase at scale, the layout of a scaled-out deployment: `vidgate serve` with "
+    "`VIDGATE_ROLE=api` takes the creates and `vidgate worker` processes follow the tasks, "
+    "all on a PostgreSQL database of the run's own (recreated). The upstream finishes each "
+    "job late enough that every task is still in flight when the last is created, and polls "
+    "back off to a longer interval than the engine phase's (at its 20 s, 100,000 jobs would "
+    "be 5,000 polls a second). The workers, the API, the fake upstream, PostgreSQL and the "
+    "harness share the machine's cores (no pinning).")
 
 
 CALLBACKS_MODE = (
@@ -271,6 +301,8 @@ def render(results: dict, notes: str = "") -> str:
         "## Downloads", "", *_download_table(results), "",
         "## Engine scale", "", *_engine_table(results), "",
         "## Engine scale with provider callbacks", "", *_engine_callbacks_table(results), "",
+        "## Engine at scale on PostgreSQL", "", SCALE_MODE, "",
+        *_engine_table(results, "engine_postgres", "engine-postgres"), "",
         "## PostgreSQL next to SQLite", "", *_postgres_table(results), "",
         "## Footprint", "", *_footprint_table(results), "",
         "## Machine", "", *_machine(results), "",

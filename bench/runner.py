@@ -25,13 +25,16 @@ from .phases import api, downloads, engine, postgres, processes
 from .targets_check import evaluate
 
 BENCH = Path(__file__).resolve().parent
-PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks", "postgres")
-# `postgres` needs a PostgreSQL server of its own, so it runs only when asked for.
+PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks", "postgres",
+          "engine-postgres")
+# `postgres` and `engine-postgres` need a PostgreSQL server of their own (and the latter
+# about an hour), so they run only when asked for.
 DEFAULT_PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks")
 # Where each phase's figures go in results.json (a run of some phases keeps the others').
 SECTIONS = {"api": ("api", "footprint"), "downloads": ("downloads",),
             "processes": ("processes",), "engine": ("engine",),
-            "engine-callbacks": ("engine_callbacks",), "postgres": ("postgres",)}
+            "engine-callbacks": ("engine_callbacks",), "postgres": ("postgres",),
+            "engine-postgres": ("engine_postgres",)}
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/vidgate_bench"
 
 
@@ -46,8 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "but postgres)")
     parser.add_argument("--postgres-url", default=os.environ.get("VIDGATE_BENCH_POSTGRES_URL",
                                                                  POSTGRES_URL),
-                        help="the postgres phase's database; DROPPED and created again "
-                             "before each server (env VIDGATE_BENCH_POSTGRES_URL)")
+                        help="the postgres and engine-postgres phases' database; DROPPED and "
+                             "created again before each server (env VIDGATE_BENCH_POSTGRES_URL)")
     parser.add_argument("--baseline", type=Path, default=None, metavar="VIDGATE",
                         help="postgres phase: also measure this `vidgate` executable (another "
                              "build, e.g. main's tree) in the same run, as the 'before'")
@@ -63,6 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="override the length of each wrk measurement")
     parser.add_argument("--engine-delay", default=None, metavar="MIN,MAX",
                         help="override the fake upstream's job duration range (seconds)")
+    parser.add_argument("--scale-tasks", type=int, default=None,
+                        help="override the engine-postgres phase's task count (100,000)")
+    parser.add_argument("--scale-delay", default=None, metavar="MIN,MAX",
+                        help="override the engine-postgres phase's job duration range")
     return parser.parse_args(argv)
 
 
@@ -193,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine_delay:
         low, high = (float(x) for x in args.engine_delay.split(","))
         overrides["engine_delay"] = (low, high)
+    if args.scale_tasks:
+        overrides["scale_tasks"] = args.scale_tasks
+    if args.scale_delay:
+        low, high = (float(x) for x in args.scale_delay.split(","))
+        overrides["scale_delay"] = (low, high)
     sizes = dataclasses.replace(sizes, **overrides)
     with_litellm = (args.litellm or not args.quick) and not args.no_litellm
     out_dir = (args.out or BENCH / ("out-quick" if args.quick else "out")).resolve()
@@ -213,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {**dataclasses.asdict(sizes), "concurrency": list(sizes.concurrency),
                    "server_core": SERVER_CORE, "load_core": LOAD_CORE},
         "api": {}, "downloads": {}, "footprint": {}, "engine": {}, "engine_callbacks": {},
-        "skipped": {}, "errors": {},
+        "engine_postgres": {}, "skipped": {}, "errors": {},
     }
     for tool in ("nginx", "wrk"):
         if found.get(tool) is None:
@@ -268,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         out = phases.run("engine-callbacks", lambda: engine.run(ctx, sample, callbacks=True))
         if out:
             results["engine_callbacks"] = out
+    if "engine-postgres" in wanted:
+        at_scale = dataclasses.replace(ctx, sizes=sizes.at_scale())
+        out = phases.run("engine-postgres", lambda: engine.run(
+            at_scale, sample, database_url=args.postgres_url, workers=sizes.scale_workers,
+            name="engine-postgres"))
+        if out:
+            results["engine_postgres"] = out
 
     results["machine"] = machine.describe(found)
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -349,6 +368,9 @@ def commands(args: argparse.Namespace) -> list[str]:
         "bench/run --phases api        # api | downloads | engine | engine-callbacks",
         "bench/run --phases postgres --postgres-url postgresql+asyncpg://postgres@127.0.0.1"
         ":5432/NAME [--baseline OTHER_TREE/.venv/bin/vidgate]",
+        "# the engine at scale, with the engine phase (SQLite, 10,000) it is compared with:",
+        "bench/run --phases engine,engine-postgres --postgres-url postgresql+asyncpg://"
+        "postgres@127.0.0.1:5432/NAME",
         "# what the server under test and the load are, exactly:",
         "taskset -c 0 .venv/bin/vidgate serve --port P    # VIDGATE_CONFIG=bench/out/work/"
         "vidgate/vidgate.yaml",

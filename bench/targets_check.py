@@ -89,17 +89,7 @@ def evaluate(results: dict) -> list[Check]:
                         f"{growth:.1f} MiB" if growth is not None else "n/a",
                         _ok(growth, growth is not None and growth <= FLAT_RSS_GROWTH_MIB)))
     engine = results.get("engine") or {}
-    lag = engine.get("lag_p99_s")
-    poll = engine.get("poll_interval_s")
-    if lag is not None and poll is not None:
-        complete = engine.get("not_completed", 1) == 0
-        checks.append(Check(
-            f"completion lag p99, {engine.get('peak_in_flight')} in flight",
-            f"<= poll interval + 1 s = {poll + 1:g} s",
-            f"{lag:.2f} s" + ("" if complete else f" ({engine['not_completed']} never completed)"),
-            _ok(lag, complete and lag <= poll + 1)))
-    else:
-        checks.append(Check("completion lag p99", "<= poll interval + 1 s", "n/a", None))
+    checks.append(_lag_within_poll(engine))
     callbacks = results.get("engine_callbacks") or {}
     lag = callbacks.get("lag_p99_s")
     if lag is not None:
@@ -113,6 +103,8 @@ def evaluate(results: dict) -> list[Check]:
     else:
         checks.append(Check("completion lag p99 with callbacks", f"<= {CALLBACK_LAG_S:g} s",
                             "n/a", None))
+    checks += _engine_at_scale(results.get("engine_postgres") or {}, engine,
+                               "engine" in (results.get("carried_over") or {}))
     build = _get(results, "postgres", "builds", "this tree") or {}
     for op in ("status", "create"):
         key = f"{op}_c{top}"
@@ -132,4 +124,41 @@ def evaluate(results: dict) -> list[Check]:
                         f"{idle * 1.048576:.0f} MB ({idle:.0f} MiB)" if idle is not None
                         else "n/a",
                         _ok(idle, idle is not None and idle * 1.048576 <= 150)))
+    return checks
+
+
+def _lag_within_poll(engine: dict, where: str = "") -> Check:
+    lag = engine.get("lag_p99_s")
+    poll = engine.get("poll_interval_s")
+    if lag is None or poll is None:
+        return Check(f"completion lag p99{where}", "<= poll interval + 1 s", "n/a", None)
+    complete = engine.get("not_completed", 1) == 0
+    return Check(
+        f"completion lag p99, {engine.get('peak_in_flight')} in flight{where}",
+        f"<= poll interval + 1 s = {poll + 1:g} s",
+        f"{lag:.2f} s" + ("" if complete else f" ({engine['not_completed']} never completed)"),
+        _ok(lag, complete and lag <= poll + 1))
+
+
+def _engine_at_scale(scaled: dict, sqlite: dict, sqlite_carried: bool) -> list[Check]:
+    """Issue 14: 100,000 in flight on PostgreSQL with workers, against the engine phase's
+    SQLite engine (10,000 in `vidgate serve`) for CPU per task followed."""
+    where = (f" on PostgreSQL, {scaled['engine_processes']} workers"
+             if scaled else " on PostgreSQL")
+    checks = [_lag_within_poll(scaled, where)]
+    lost, doubled = scaled.get("not_completed"), scaled.get("duplicated_submits")
+    checks.append(Check(
+        f"tasks lost / submitted twice{where}", "0 / 0",
+        f"{lost} / {doubled}" if lost is not None else "n/a",
+        None if lost is None or doubled is None else lost == 0 and doubled == 0))
+    pg = scaled.get("cpu_seconds_per_1000_followed")
+    lite = sqlite.get("cpu_seconds_per_1000_followed")
+    name = (f"engine CPU per 1,000 tasks followed{where} at {scaled.get('peak_in_flight')} "
+            f"vs SQLite at {sqlite.get('peak_in_flight')}")
+    value = "n/a"
+    if pg is not None and lite is not None:
+        value = (f"{pg:.1f} s vs {lite:.1f} s ({pg / lite:.2f}x)"
+                 + ("; SQLite's from an earlier run" if sqlite_carried else ""))
+    checks.append(Check(name, "<= SQLite's", value,
+                        None if pg is None or lite is None else pg <= lite))
     return checks

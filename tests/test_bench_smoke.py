@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support import in_ci
+from support import fresh_database_url, in_ci, needs_postgresql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -152,3 +152,29 @@ def test_a_run_of_some_phases_keeps_the_others_and_says_from_when(tmp_path):
     assert "**60%**" in text  # PostgreSQL's share of SQLite, from the kept section
     check = next(c for c in evaluate(results) if c.name.startswith("status throughput on"))
     assert check.met is True and check.value.startswith("60%")
+
+
+def test_engine_at_scale_on_postgresql_in_quick_mode(tmp_path):
+    """The engine-postgres phase (issue 14) at --quick size: two `vidgate worker`s on a
+    PostgreSQL database, next to the SQLite engine phase its CPU per task is checked against."""
+    needs_postgresql("the engine-postgres phase")
+    url, cleanup = fresh_database_url(tmp_path)  # the phase drops and creates it again
+    out = tmp_path / "bench"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "--quick", "--no-chart", "--no-install",
+             "--phases", "engine,engine-postgres", "--postgres-url", url, "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=240)
+    finally:
+        cleanup()
+    assert done.returncode == 0, f"bench failed:\n{done.stderr[-6000:]}"
+    results = json.loads((out / "results.json").read_text())
+    scaled = results["engine_postgres"]
+    assert (scaled["database"], scaled["engine_processes"]) == ("postgresql", 2)
+    assert scaled["created"] == scaled["tasks"] and scaled["not_completed"] == 0
+    assert scaled["duplicated_submits"] == 0 and scaled["cpu_seconds_per_1000_followed"] > 0
+    checks = {c["name"]: c for c in results["targets"]}
+    assert checks["tasks lost / submitted twice on PostgreSQL, 2 workers"]["met"] is True
+    cpu = next(c for n, c in checks.items() if n.startswith("engine CPU per 1,000"))
+    assert cpu["met"] is not None and "x)" in cpu["value"]  # both sides measured, a ratio
+    assert "## Engine at scale on PostgreSQL" in (out / "RESULTS.md").read_text()

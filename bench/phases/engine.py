@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -43,7 +44,7 @@ WEBHOOK_SECRET = "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMDEyMzQ1"  # the fake's
 CALLBACK_POLL_SECONDS = 60.0  # the channel default: the fallback when a callback is lost
 
 
-def start_fake(ctx: Context, sample: SampleMedia, callbacks: bool = False
+def start_fake(ctx: Context, sample: SampleMedia, run_dir: Path, callbacks: bool = False
                ) -> tuple[procs.Proc, str]:
     port = procs.free_port()
     lo, hi = ctx.sizes.engine_delay
@@ -51,8 +52,7 @@ def start_fake(ctx: Context, sample: SampleMedia, callbacks: bool = False
     proc = procs.start("fake-upstream", [
         sys.executable, "-m", "bench.fake_upstream", "--port", str(port),
         "--media", str(sample.folder), "--delay-min", str(lo), "--delay-max", str(hi), *mode,
-    ], core=LOAD_CORE, log_dir=ctx.work / ("engine-callbacks" if callbacks else "engine"),
-        cwd=ROOT)
+    ], core=LOAD_CORE, log_dir=run_dir, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     procs.wait_http(proc, f"{base}/_bench/healthz", timeout=30)
     return proc, base
@@ -124,6 +124,15 @@ def _peak_in_flight(records: list[dict], seen: dict[str, float]) -> int:
     return peak
 
 
+def _cpu_by_process(api: procs.Proc, fake: procs.Proc, engines: float) -> dict[str, float]:
+    busy, capacity = procs.machine_cpu_seconds()
+    harness = os.times()
+    return {"engines": engines, "api": api.cpu(), "fake_upstream": fake.cpu(),
+            "postgresql": procs.named_cpu_seconds("postgres"),
+            "harness": harness.user + harness.system,
+            "machine_busy": busy, "machine_capacity": capacity}
+
+
 def _start_workers(run_dir: Path, vidgate: targets.Target, count: int) -> list[procs.Proc]:
     """`count` `vidgate worker`s with the API server's environment (database, data, config)."""
     env = {**vidgate.env, "VIDGATE_ROLE": "all"}
@@ -132,10 +141,11 @@ def _start_workers(run_dir: Path, vidgate: targets.Target, count: int) -> list[p
 
 
 def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
-        database_url: str | None = None, workers: int = 0) -> dict:
+        database_url: str | None = None, workers: int = 0, name: str | None = None) -> dict:
+    """`name`: the run's folder under the work folder (default: the phase's name)."""
     sizes = ctx.sizes
-    fake, fake_base = start_fake(ctx, sample, callbacks)
-    run_dir = ctx.work / ("engine-callbacks" if callbacks else "engine")
+    run_dir = ctx.work / (name or ("engine-callbacks" if callbacks else "engine"))
+    fake, fake_base = start_fake(ctx, sample, run_dir, callbacks)
     vidgate = None
     engines: list[procs.Proc] = []
     database = {}
@@ -174,12 +184,14 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
                                                     sizes.create_concurrency))
             created_s = time.monotonic() - started
             engine_created = engine_cpu()
+            where_before = _cpu_by_process(vidgate.proc, fake, engine_created)
             budget = created_s + sizes.engine_delay[1] + 4 * sizes.engine_poll + 120
             wanted = set(ids)
             while time.monotonic() - started < budget and not wanted <= watcher.seen.keys():
                 time.sleep(0.2)
             wall_s = time.monotonic() - started
             cpu_end, engine_end = vidgate.proc.cpu(), engine_cpu()
+            where_after = _cpu_by_process(vidgate.proc, fake, engine_end)
             rss_mib = vidgate.proc.rss() / 2**20
         db_mib = (vidgate_pg.size_mib(database_url) if database_url
                   else db_path.stat().st_size / 2**20)
@@ -228,6 +240,10 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
             "cpu_share_following": round((engine_end - engine_created) / follow_s, 3),
             "cpu_seconds_per_1000_followed": round(
                 1000 * (engine_end - engine_created) / max(len(lags), 1), 2),
+            # where the machine's CPU went while following (the API process is the engine
+            # too when there are no workers)
+            "cpu_following_by_process": {
+                k: round(where_after[k] - where_before[k], 1) for k in where_after},
             "rss_end_mib": round(rss_mib, 1),
             "database_mib": round(db_mib, 1),
         }
