@@ -163,6 +163,35 @@ async def test_two_engines_end_every_task_once_within_the_channel_cap(tmp_path, 
             await db.close()
 
 
+async def test_an_engine_behind_claims_again_as_its_steps_end(tmp_path, database_url, clip):
+    """More due than the engine has places for: it claims the next batch as soon as half its
+    places are free, not a tick later (the tick here is a minute, longer than the wait for
+    all 12 tasks on 3 places)."""
+    db = Database(database_url)
+    await db.migrate()
+    upstream = Upstream(clip)
+    config = ChannelConfig(name="open", kind="sandbox", models={"sora-2": "sora-2"},
+                           poll_min_seconds=30, poll_max_seconds=30)
+    backend = FakeBackend("open", upstream)
+    engine = Engine(db, open_store(None, tmp_path), {"open": backend}, work_dir=tmp_path / "w",
+                    retention_seconds=3600, router=Router.build([config], {"open": backend}),
+                    tick_seconds=60.0, max_active=3)
+    key, _ = await db.create_key("behind")
+    ids = [await _new_task(db, key.id) for _ in range(12)]
+    run = asyncio.create_task(engine.run())
+    try:
+        async def all_submitted() -> bool:
+            return len(upstream.submitted) == len(ids)
+
+        await await_for(all_submitted, timeout=30, what="every task submitted, batch after "
+                                                        "batch, without waiting for the tick")
+        assert sorted(upstream.submitted.values()) == sorted(ids)
+    finally:
+        engine.stop()
+        await run
+        await db.close()
+
+
 async def test_a_job_whose_binding_was_not_written_is_withdrawn(tmp_path, database_url, clip):
     """The database refuses the binding once (as PostgreSQL does with too many clients): the
     accepted job is cancelled upstream, and the retried step's job is the one that runs."""
