@@ -17,6 +17,10 @@ from pathlib import Path
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The cores an unpinned process may run on: the harness's own as it started, read when this
+# module is imported, before bench/run pins the harness to the load core (which every child
+# would inherit).
+ALL_CORES = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
 
 def free_port() -> int:
@@ -133,10 +137,11 @@ class Proc:
 
 def start(name: str, argv: list[str], *, core: int | None, log_dir: Path,
           env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
-    """Start `argv` pinned to `core` (taskset), in its own session so we can stop the tree."""
+    """Start `argv` pinned to `core` (taskset), or free to run on any core (`None`: not on
+    the harness's own core only), in its own session so we can stop the tree."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
-    pinned = (["taskset", "-c", str(core)] if core is not None else []) + argv
+    pinned = ["taskset", "-c", str(core) if core is not None else ALL_CORES, *argv]
     out = open(log, "ab")  # noqa: SIM115 - owned by the child for its whole life
     try:
         popen = subprocess.Popen(pinned, stdout=out, stderr=subprocess.STDOUT,

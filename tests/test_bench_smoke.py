@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -178,3 +179,23 @@ def test_engine_at_scale_on_postgresql_in_quick_mode(tmp_path):
     cpu = next(c for n, c in checks.items() if n.startswith("engine CPU per 1,000"))
     assert cpu["met"] is not None and "x)" in cpu["value"]  # both sides measured, a ratio
     assert "## Engine at scale on PostgreSQL" in (out / "RESULTS.md").read_text()
+
+
+def test_a_process_started_unpinned_may_use_every_core(tmp_path):
+    """bench/run pins the harness to the load core; a process it starts with `core=None`
+    (the engine phase's workers) must not inherit that pin. The first 100,000 run through
+    bench/run had both workers on the load core with the fake upstream and the harness."""
+    from bench import procs
+
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("one core: there is no other core to be kept off")
+    os.sched_setaffinity(0, {min(cores)})  # as pin_to_load_core does
+    try:
+        proc = procs.start("affinity", [sys.executable, "-c",
+                                        "import os; print(sorted(os.sched_getaffinity(0)))"],
+                           core=None, log_dir=tmp_path)
+        proc.popen.wait(timeout=60)
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert proc.log.read_text().strip() == str(sorted(cores))
