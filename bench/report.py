@@ -127,7 +127,9 @@ def _engine_table(results: dict, section: str = "engine", phase: str = "engine"
     where = eng.get("cpu_following_by_process")
     if where:
         rows.append(("CPU while following, by process",
-                     f"engines {where['engines']:.0f} s, API {where['api']:.0f} s, fake upstream "
+                     f"engines {where['engines']:.0f} s, "
+                     + (f"API {where['api']:.0f} s, " if workers else "(the API is the engine), ")
+                     + f"fake upstream "
                      f"{where['fake_upstream']:.0f} s, PostgreSQL {where['postgresql']:.0f} s, "
                      f"harness {where['harness']:.0f} s; the machine busy "
                      f"{where['machine_busy']:.0f} s of {where['machine_capacity']:.0f} s "
@@ -136,6 +138,11 @@ def _engine_table(results: dict, section: str = "engine", phase: str = "engine"
         rows += [("the API process's CPU, whole run",
                   f"{eng.get('api_cpu_seconds_total', 0):.0f} s"),
                  ("database size at the end", f"{eng['database_mib']:.0f} MiB")]
+        table = eng.get("tasks_table")
+        if table:
+            rows.append(("PostgreSQL autovacuum; the tasks table's updates (HOT), dead rows",
+                         f"{table['autovacuum']}; {table.get('n_tup_upd', 0):,} "
+                         f"({table.get('n_tup_hot_upd', 0):,}), {table.get('n_dead_tup', 0):,}"))
     else:
         rows.append(("vidgate RSS at the end", f"{eng['rss_end_mib']:.0f} MiB"))
     return ["| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]

@@ -49,6 +49,24 @@ def size_mib(url: str) -> float:
     return asyncio.run(run()) / 2**20
 
 
+def tasks_table_facts(url: str) -> dict:
+    """The server's autovacuum setting and what the run left in the tasks table: a poll
+    rewrites its task's row, so with autovacuum off the dead versions pile up in every
+    index the claims read."""
+    async def run() -> dict:
+        conn = await asyncpg.connect(_dsn(url))
+        try:
+            row = await conn.fetchrow(
+                "SELECT n_tup_upd, n_tup_hot_upd, n_dead_tup, autovacuum_count "
+                "FROM pg_stat_user_tables WHERE relname = 'tasks'")
+            return {"autovacuum": await conn.fetchval("SHOW autovacuum"),
+                    **(dict(row) if row else {})}
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 @dataclass
 class PgCompletionWatcher(BackgroundSampler):
     """Records, for each task, the wall-clock time its `completed` event first appeared."""

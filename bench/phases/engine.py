@@ -124,10 +124,11 @@ def _peak_in_flight(records: list[dict], seen: dict[str, float]) -> int:
     return peak
 
 
-def _cpu_by_process(api: procs.Proc, fake: procs.Proc, engines: float) -> dict[str, float]:
+def _cpu_by_process(api: procs.Proc | None, fake: procs.Proc, engines: float
+                    ) -> dict[str, float]:
     busy, capacity = procs.machine_cpu_seconds()
     harness = os.times()
-    return {"engines": engines, "api": api.cpu(), "fake_upstream": fake.cpu(),
+    return {"engines": engines, "api": api.cpu() if api else 0.0, "fake_upstream": fake.cpu(),
             "postgresql": procs.named_cpu_seconds("postgres"),
             "harness": harness.user + harness.system,
             "machine_busy": busy, "machine_capacity": capacity}
@@ -184,14 +185,15 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
                                                     sizes.create_concurrency))
             created_s = time.monotonic() - started
             engine_created = engine_cpu()
-            where_before = _cpu_by_process(vidgate.proc, fake, engine_created)
+            api = vidgate.proc if engines else None  # else the API is the engine
+            where_before = _cpu_by_process(api, fake, engine_created)
             budget = created_s + sizes.engine_delay[1] + 4 * sizes.engine_poll + 120
             wanted = set(ids)
             while time.monotonic() - started < budget and not wanted <= watcher.seen.keys():
                 time.sleep(0.2)
             wall_s = time.monotonic() - started
             cpu_end, engine_end = vidgate.proc.cpu(), engine_cpu()
-            where_after = _cpu_by_process(vidgate.proc, fake, engine_end)
+            where_after = _cpu_by_process(api, fake, engine_end)
             rss_mib = vidgate.proc.rss() / 2**20
         db_mib = (vidgate_pg.size_mib(database_url) if database_url
                   else db_path.stat().st_size / 2**20)
@@ -212,6 +214,8 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
                      "callbacks_refused": sum(1 for a in answers if a not in (None, 200))}
         if workers:
             extra["api_cpu_seconds_total"] = round(cpu_end - cpu_start, 2)
+        if database_url:
+            extra["tasks_table"] = vidgate_pg.tasks_table_facts(database_url)
         return {
             **extra,
             "database": "postgresql" if database_url else "sqlite",
