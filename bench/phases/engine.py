@@ -244,8 +244,8 @@ def run(ctx: Context, sample: SampleMedia, callbacks: bool = False,
             "cpu_share_following": round((engine_end - engine_created) / follow_s, 3),
             "cpu_seconds_per_1000_followed": round(
                 1000 * (engine_end - engine_created) / max(len(lags), 1), 2),
-            # where the machine's CPU went while following (the API process is the engine
-            # too when there are no workers)
+            # where the machine's CPU went while following ("api" is 0 when the API process
+            # is the engine: its CPU is under "engines")
             "cpu_following_by_process": {
                 k: round(where_after[k] - where_before[k], 1) for k in where_after},
             "rss_end_mib": round(rss_mib, 1),

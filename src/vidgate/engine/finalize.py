@@ -111,8 +111,9 @@ def _with_previews(files: ResultFiles, work_dir: Path) -> ResultFiles:
 def _as_format(path: Path | None, fmt: str, dest: Path) -> Path | None:
     if path is None or not path.is_file():
         return None
-    try:  # already the format we serve? (one format's check: most of an open's cost is
-        # trying the others)
+    # Already the format we serve? Checking that one format alone: trying every other
+    # format was most of an open's cost.
+    try:
         with Image.open(path, formats=(fmt,)):
             return path
     except Exception:
