@@ -76,7 +76,7 @@ async def test_store_refuses_what_the_lifecycle_refuses(database_url):
         assert not await db.leases.update_leased(task.id, "w", status=QUEUED)
         await db.leases.release_many("w", {task.id: {
             "next_poll_at": time.time(), "status": IN_PROGRESS, "progress": 30,
-            "status_updated_at": int(time.time())}})
+            "status_updated_at": int(time.time()), "claimed_next_poll_at": task.next_poll_at}})
         stored = await db.get_task(task.id)
         assert (stored.status, stored.progress) == (IN_PROGRESS, 50)
 

@@ -47,6 +47,7 @@ async def test_engine_callback_and_create_writes_interleave(db):
     far = 4e9
     held = await db.leases.claim_due("w_a", 2e9, far, 100)
     assert {t.id for t in held} == {t.id for t in seeded}
+    as_claimed = {t.id: t.next_poll_at for t in held}
     finishing, releasing = seeded[:30], seeded[30:]
     deleting = releasing[:10]
     fresh = [make_task(key.id, hold=HOLD) for _ in range(200)]
@@ -64,7 +65,8 @@ async def test_engine_callback_and_create_writes_interleave(db):
         asyncio.gather(*(db.leases.finish_leased(t.id, "w_a", COMPLETED, charge_micro=4,
                                                  progress=100) for t in finishing)),
         db.leases.release_many("w_a", {t.id: {"next_poll_at": now, "status": QUEUED,
-                                              "progress": 5, "status_updated_at": 1}
+                                              "progress": 5, "status_updated_at": 1,
+                                              "claimed_next_poll_at": as_claimed[t.id]}
                                        for t in releasing}),
         db.leases.renew("w_a", [t.id for t in seeded], far),
         asyncio.gather(*(db.tasks.mark_deleted(t.id, key.id) for t in deleting)),

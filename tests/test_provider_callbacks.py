@@ -24,6 +24,7 @@ from fakes.replicate import FakeReplicate, sign_webhook
 from fakes.serving import free_port
 from support import await_for
 from vidgate.channels import ChannelConfig
+from vidgate.domain import Task
 from vidgate.signing import callback_signature
 from vidgate.store.leases import CALLED_BACK
 
@@ -305,9 +306,10 @@ async def test_a_callback_during_a_step_is_kept_by_the_hand_back(tmp_path, datab
         video = await gw.create(prompt="x", size="720x1280", seconds="4")
         leases = gw.db.leases
 
-        def hand_back(at: float) -> dict:
+        def hand_back(at: float, claimed: Task) -> dict:
             return {video["id"]: {"next_poll_at": at, "status": "queued", "progress": 0,
-                                  "status_updated_at": int(at)}}
+                                  "status_updated_at": int(at),
+                                  "claimed_next_poll_at": claimed.next_poll_at}}
 
         now = time.time()
         [claimed] = await leases.claim_due("w1", now, now + 30, 10)
@@ -317,12 +319,12 @@ async def test_a_callback_during_a_step_is_kept_by_the_hand_back(tmp_path, datab
         assert not await leases.make_due(video["id"], "elsewhere")
         poked = time.time()
         assert await leases.make_due(video["id"], "sandbox")
-        await leases.release_many("w1", hand_back(poked + 500))
+        await leases.release_many("w1", hand_back(poked + 500, claimed))
         row = (await gw.rows())[video["id"]]
         assert row.next_poll_at == CALLED_BACK and row.lease_owner is None
         # without a poke, the hand-back's own time stands
         [again] = await leases.claim_due("w1", time.time(), time.time() + 30, 10)
-        await leases.release_many("w1", hand_back(poked + 500))
+        await leases.release_many("w1", hand_back(poked + 500, again))
         assert (await gw.rows())[video["id"]].next_poll_at == pytest.approx(poked + 500)
 
 
@@ -375,9 +377,10 @@ async def test_a_called_back_task_is_claimed_before_overdue_routine_polls(
             assert await leases.update_leased(task_id, "w1", backend="sandbox",
                                               upstream_id="up_" + task_id)
         # all three overdue by a minute; the last one is then called back
-        await leases.release_many("w1", {task_id: {
+        await leases.release_many("w1", {task.id: {
             "next_poll_at": now - 60 + i, "status": "queued", "progress": 0,
-            "status_updated_at": int(now)} for i, task_id in enumerate(ids)})
+            "status_updated_at": int(now), "claimed_next_poll_at": task.next_poll_at}
+            for i, task in enumerate(sorted(claimed, key=lambda t: ids.index(t.id)))})
         assert await leases.make_due(ids[2], "sandbox")
         [first] = await leases.claim_due("w2", time.time(), time.time() + 30, 1)
         assert first.id == ids[2]

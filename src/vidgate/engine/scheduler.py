@@ -127,7 +127,8 @@ class Engine:
     def _hand_back(self, task: Task, delay: float) -> None:
         """Hand the task back (with its status and progress) at the next flush."""
         self._releases[task.id] = {
-            "next_poll_at": time.time() + delay, "status": task.status,
+            "next_poll_at": time.time() + delay, "claimed_next_poll_at": task.next_poll_at,
+            "status": task.status,
             "progress": task.progress, "status_updated_at": task.status_updated_at,
         }
 

@@ -51,6 +51,16 @@ def claim_statement(dialect: str, submit: bool | None) -> sa.Update:
     return _CLAIMS[dialect == "postgresql", submit]
 
 
+# What a claim leaves in `next_poll_at`: the due time it was claimed at, except a callback's
+# mark (`CALLED_BACK`), which this claim answers and so clears. Leaving the time as it is
+# keeps every indexed column of the row unchanged, so that PostgreSQL can write the claim
+# in place (a HOT update: no new entry in any of the table's indexes); at 100,000 in flight
+# a claim and a hand-back per poll were millions of index writes an hour. The hand-back
+# tells a time written during the step from this one by the value the claim returned
+# (`_RELEASE`).
+_USED_UP = sa.case((tasks.c.next_poll_at == CALLED_BACK, sa.null()), else_=tasks.c.next_poll_at)
+
+
 def _claim(skip_locked: bool, submit: bool | None) -> sa.Update:
     now = sa.bindparam("now", type_=sa.Float)
     lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
@@ -79,7 +89,7 @@ def _claim(skip_locked: bool, submit: bool | None) -> sa.Update:
         .where(chosen,
                UNFINISHED, lease_free)
         .values(lease_owner=sa.bindparam("worker"), lease_until=sa.bindparam("lease_until"),
-                next_poll_at=None, attempts=tasks.c.attempts + 1)
+                next_poll_at=_USED_UP, attempts=tasks.c.attempts + 1)
         .returning(*tasks.c)
     )
 
@@ -124,8 +134,9 @@ class Leases:
         no more than its channels have room for); `submit=False` only the others: bound
         tasks, and waiting ones that must end now (cancelled, past their deadline).
         One statement claims the whole batch (`claim_statement`).
-        A claim clears `next_poll_at`: while the lease holds, a value there means someone
-        asked for the task to be looked at again (`make_due`), which the hand-back keeps.
+        A claim leaves `next_poll_at` as it was (but for a callback's mark, `_USED_UP`):
+        while the lease holds, a different value there means someone asked for the task to
+        be looked at again (`make_due`, a cancel), which the hand-back keeps.
         """
         stmt = claim_statement(self.engine.dialect.name, submit)
         params = {"worker": worker, "now": now, "lease_until": lease_until, "limit": limit}
@@ -173,12 +184,16 @@ class Leases:
 
     async def release_many(self, worker: str, releases: dict[str, dict[str, Any]]) -> None:
         """Hand back many held tasks in one transaction: each gets its next poll time, status
-        and progress (never lower than stored); tasks whose lease was lost are untouched."""
+        and progress (never lower than stored); tasks whose lease was lost are untouched.
+        Each release also names the `next_poll_at` its claim returned
+        (`claimed_next_poll_at`): a different time found stored was written during the step
+        and wins when it is sooner."""
         # In id order, the order the heartbeat's `renew` locks the same rows in
         # (`_held_in_id_order`): in any other order the two transactions of one engine
         # deadlock on PostgreSQL, and a failed flush leaves its tasks until their leases run out.
         rows = [
             {"b_id": task_id, "b_worker": worker, "b_next": v["next_poll_at"],
+             "b_claimed": v["claimed_next_poll_at"],
              "b_status": v["status"], "b_updated": v["status_updated_at"],
              "b_progress": v["progress"]}
             for task_id, v in sorted(releases.items())
@@ -235,15 +250,17 @@ class Leases:
 
 # The hand-back of one task, run for many at once (executemany).
 _NEXT = sa.bindparam("b_next", type_=sa.Float)
+_CLAIMED = sa.bindparam("b_claimed", type_=sa.Float)  # `next_poll_at` as the claim left it
 _RELEASE = (
     tasks.update()
     .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.lease_owner == sa.bindparam("b_worker"))
     .values(
         lease_owner=None, lease_until=None,
-        # a `make_due` during the step (a provider callback, a cancel) wins over the step's
-        # own later time
+        # a due time written during the step (`make_due` for a provider callback, a cancel)
+        # wins over the step's own later time; the time the claim left does not
         next_poll_at=sa.case(
-            (sa.and_(tasks.c.next_poll_at.is_not(None), tasks.c.next_poll_at < _NEXT),
+            (sa.and_(tasks.c.next_poll_at < _NEXT,
+                     sa.or_(_CLAIMED.is_(None), tasks.c.next_poll_at != _CLAIMED)),
              tasks.c.next_poll_at),
             else_=_NEXT),
         status=sa.bindparam("b_status"),

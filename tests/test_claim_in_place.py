@@ -1,0 +1,91 @@
+"""A claim changes no indexed column of the task row, so that PostgreSQL writes it in place
+(a HOT update, no new index entries): it leaves `next_poll_at` as it was, and the hand-back
+tells a due time written during the step from the one the claim left by the value the
+claim returned. At 100,000 in flight every poll was a claim and a hand-back, each a new
+entry in every index of `tasks` (bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from support import make_task, needs_postgresql
+from vidgate.store.leases import CALLED_BACK, claim_statement
+from vidgate.store.schema import tasks
+
+
+async def _due_time(db, task_id: str) -> float | None:
+    """The stored `next_poll_at` (deleted tasks included, which the store's reads hide)."""
+    async with db.engine.connect() as conn:
+        return await conn.scalar(sa.select(tasks.c.next_poll_at).where(tasks.c.id == task_id))
+
+
+def _back(task, at: float) -> dict:
+    return {task.id: {"next_poll_at": at, "status": task.status, "progress": 0,
+                      "status_updated_at": int(at), "claimed_next_poll_at": task.next_poll_at}}
+
+
+async def test_a_claim_keeps_the_due_time_and_the_hand_back_replaces_it(db):
+    key, _ = await db.create_key("k")
+    task = make_task(key.id)
+    await db.tasks.insert(task)
+    now = time.time() + 1
+    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
+    assert claimed.next_poll_at == task.next_poll_at  # left as it was
+    await db.leases.release_many("w", _back(claimed, now + 500))
+    stored = await db.get_task(task.id)
+    assert stored.next_poll_at == now + 500 and stored.lease_owner is None
+
+
+async def test_a_due_time_written_during_the_step_wins_over_the_hand_back(db):
+    key, _ = await db.create_key("k")
+    task = make_task(key.id)
+    await db.tasks.insert(task)
+    now = time.time() + 1
+    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
+    assert await db.tasks.mark_deleted(task.id, key.id)  # a delete asks to cancel: due now
+    asked = await _due_time(db, task.id)
+    assert asked > claimed.next_poll_at
+    await db.leases.release_many("w", _back(claimed, now + 500))
+    assert await _due_time(db, task.id) == asked
+
+
+async def test_a_claim_answers_a_callback_once(db):
+    """A called-back task's mark is cleared by the claim that answers it: its hand-back
+    then sets the step's own time (kept, it would be claimed again at once, forever); a
+    second callback during that step is kept."""
+    key, _ = await db.create_key("k")
+    task = make_task(key.id)
+    await db.tasks.insert(task)
+    now = time.time() + 1
+    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
+    assert await db.leases.update_leased(task.id, "w", backend="chan", upstream_id="up")
+    assert await db.leases.make_due(task.id, "chan")
+    await db.leases.release_many("w", _back(claimed, now + 500))
+    assert await _due_time(db, task.id) == CALLED_BACK
+
+    [answering] = await db.leases.claim_due("w", now, now + 60, 10)
+    assert answering.next_poll_at is None
+    await db.leases.release_many("w", _back(answering, now + 500))
+    assert await _due_time(db, task.id) == now + 500
+
+    [again] = await db.leases.claim_due("w", now + 501, now + 560, 10)
+    assert await db.leases.make_due(task.id, "chan")
+    await db.leases.release_many("w", _back(again, now + 1000))
+    assert await _due_time(db, task.id) == CALLED_BACK
+
+
+async def test_on_postgresql_a_claim_is_a_hot_update(db):
+    needs_postgresql("HOT updates")
+    key, _ = await db.create_key("k")
+    await db.tasks.insert(make_task(key.id))
+    now = time.time() + 1
+    async with db.engine.begin() as conn:
+        claimed = (await conn.execute(claim_statement("postgresql", None), {
+            "worker": "w", "now": now, "lease_until": now + 60, "limit": 10})).all()
+        counts = (await conn.execute(sa.text(
+            "SELECT pg_stat_get_xact_tuples_updated('tasks'::regclass), "
+            "pg_stat_get_xact_tuples_hot_updated('tasks'::regclass)"))).one()
+    assert len(claimed) == 1
+    assert tuple(counts) == (1, 1)
