@@ -28,16 +28,20 @@ class Sizes:
     settle_seconds: float     # idle time before reading idle RSS
     # the engine-postgres phase: the engine phase at scale, on PostgreSQL with workers
     scale_tasks: int = 100_000
-    # every job still running when the last is created (~1,000 s at ~100 creates/s)
-    scale_delay: tuple[float, float] = (1200.0, 2100.0)
+    # every job still running when the last is created (~930 s at ~108 creates/s)
+    scale_delay: tuple[float, float] = (1150.0, 1500.0)
     # polls back off to 120 s: at 20 s, 100,000 jobs would be 5,000 polls/s
     scale_poll: tuple[float, float] = (2.0, 120.0)
     scale_workers: int = 2
+    # the SQLite engine it is checked against: this many tasks on the same schedule (delays
+    # and poll backoff), so that following a task costs the same polls on both
+    scale_compare_tasks: int = 10_000
 
-    def at_scale(self) -> Sizes:
-        """The engine phase's sizes for the engine-postgres phase."""
+    def at_scale(self, tasks: int | None = None) -> Sizes:
+        """The engine phase's sizes on the engine-postgres phase's schedule, for its
+        `scale_tasks` or `tasks`."""
         return dataclasses.replace(
-            self, engine_tasks=self.scale_tasks, engine_delay=self.scale_delay,
+            self, engine_tasks=tasks or self.scale_tasks, engine_delay=self.scale_delay,
             engine_poll_min=self.scale_poll[0], engine_poll=self.scale_poll[1])
 
     @staticmethod
@@ -54,7 +58,7 @@ class Sizes:
                      big_bytes=8 * 1024 * 1024, engine_tasks=40, engine_delay=(0.3, 1.2),
                      engine_poll_min=0.2, engine_poll=0.5, create_concurrency=8,
                      settle_seconds=0.5, scale_tasks=40, scale_delay=(0.3, 1.2),
-                     scale_poll=(0.2, 0.5))
+                     scale_poll=(0.2, 0.5), scale_compare_tasks=20)
 
 
 @dataclass

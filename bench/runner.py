@@ -34,7 +34,7 @@ DEFAULT_PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks")
 SECTIONS = {"api": ("api", "footprint"), "downloads": ("downloads",),
             "processes": ("processes",), "engine": ("engine",),
             "engine-callbacks": ("engine_callbacks",), "postgres": ("postgres",),
-            "engine-postgres": ("engine_postgres",)}
+            "engine-postgres": ("engine_postgres", "engine_sqlite_scale")}
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/vidgate_bench"
 
 
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {**dataclasses.asdict(sizes), "concurrency": list(sizes.concurrency),
                    "server_core": SERVER_CORE, "load_core": LOAD_CORE},
         "api": {}, "downloads": {}, "footprint": {}, "engine": {}, "engine_callbacks": {},
-        "engine_postgres": {}, "skipped": {}, "errors": {},
+        "engine_postgres": {}, "engine_sqlite_scale": {}, "skipped": {}, "errors": {},
     }
     for tool in ("nginx", "wrk"):
         if found.get(tool) is None:
@@ -281,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         if out:
             results["engine_callbacks"] = out
     if "engine-postgres" in wanted:
+        # first what it is checked against: SQLite's engine on the same schedule
+        same_schedule = dataclasses.replace(ctx, sizes=sizes.at_scale(sizes.scale_compare_tasks))
+        out = phases.run("engine-postgres: SQLite on the same schedule", lambda: engine.run(
+            same_schedule, sample, name="engine-sqlite-scale"))
+        if out:
+            results["engine_sqlite_scale"] = out
         at_scale = dataclasses.replace(ctx, sizes=sizes.at_scale())
         out = phases.run("engine-postgres", lambda: engine.run(
             at_scale, sample, database_url=args.postgres_url, workers=sizes.scale_workers,
@@ -368,8 +374,8 @@ def commands(args: argparse.Namespace) -> list[str]:
         "bench/run --phases api        # api | downloads | engine | engine-callbacks",
         "bench/run --phases postgres --postgres-url postgresql+asyncpg://postgres@127.0.0.1"
         ":5432/NAME [--baseline OTHER_TREE/.venv/bin/vidgate]",
-        "# the engine at scale, with the engine phase (SQLite, 10,000) it is compared with:",
-        "bench/run --phases engine,engine-postgres --postgres-url postgresql+asyncpg://"
+        "# the engine at scale, with SQLite's engine on the same schedule it is compared with:",
+        "bench/run --phases engine-postgres --postgres-url postgresql+asyncpg://"
         "postgres@127.0.0.1:5432/NAME",
         "# what the server under test and the load are, exactly:",
         "taskset -c 0 .venv/bin/vidgate serve --port P    # VIDGATE_CONFIG=bench/out/work/"
