@@ -28,7 +28,7 @@ BENCH = Path(__file__).resolve().parent
 PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks", "postgres",
           "engine-postgres")
 # `postgres` and `engine-postgres` need a PostgreSQL server of their own (and the latter
-# about an hour), so they run only when asked for.
+# about 75 minutes), so they run only when asked for.
 DEFAULT_PHASES = ("api", "downloads", "processes", "engine", "engine-callbacks")
 # Where each phase's figures go in results.json (a run of some phases keeps the others').
 SECTIONS = {"api": ("api", "footprint"), "downloads": ("downloads",),
