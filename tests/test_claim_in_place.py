@@ -15,6 +15,16 @@ from vidgate.store.leases import CALLED_BACK, claim_statement
 from vidgate.store.schema import tasks
 
 
+async def _one_claimed(db):
+    """A stored task, claimed by worker "w": (its key's id, the task, as claimed, when)."""
+    key, _ = await db.create_key("k")
+    task = make_task(key.id)
+    await db.tasks.insert(task)
+    now = time.time() + 1
+    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
+    return key.id, task, claimed, now
+
+
 async def _due_time(db, task_id: str) -> float | None:
     """The stored `next_poll_at` (deleted tasks included, which the store's reads hide)."""
     async with db.engine.connect() as conn:
@@ -27,11 +37,7 @@ def _back(task, at: float) -> dict:
 
 
 async def test_a_claim_keeps_the_due_time_and_the_hand_back_replaces_it(db):
-    key, _ = await db.create_key("k")
-    task = make_task(key.id)
-    await db.tasks.insert(task)
-    now = time.time() + 1
-    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
+    key_id, task, claimed, now = await _one_claimed(db)
     assert claimed.next_poll_at == task.next_poll_at  # left as it was
     await db.leases.release_many("w", _back(claimed, now + 500))
     stored = await db.get_task(task.id)
@@ -39,12 +45,8 @@ async def test_a_claim_keeps_the_due_time_and_the_hand_back_replaces_it(db):
 
 
 async def test_a_due_time_written_during_the_step_wins_over_the_hand_back(db):
-    key, _ = await db.create_key("k")
-    task = make_task(key.id)
-    await db.tasks.insert(task)
-    now = time.time() + 1
-    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
-    assert await db.tasks.mark_deleted(task.id, key.id)  # a delete asks to cancel: due now
+    key_id, task, claimed, now = await _one_claimed(db)
+    assert await db.tasks.mark_deleted(task.id, key_id)  # a delete asks to cancel: due now
     asked = await _due_time(db, task.id)
     assert asked > claimed.next_poll_at
     await db.leases.release_many("w", _back(claimed, now + 500))
@@ -55,11 +57,7 @@ async def test_a_claim_answers_a_callback_once(db):
     """A called-back task's mark is cleared by the claim that answers it: its hand-back
     then sets the step's own time (kept, it would be claimed again at once, forever); a
     second callback during that step is kept."""
-    key, _ = await db.create_key("k")
-    task = make_task(key.id)
-    await db.tasks.insert(task)
-    now = time.time() + 1
-    [claimed] = await db.leases.claim_due("w", now, now + 60, 10)
+    key_id, task, claimed, now = await _one_claimed(db)
     assert await db.leases.update_leased(task.id, "w", backend="chan", upstream_id="up")
     assert await db.leases.make_due(task.id, "chan")
     await db.leases.release_many("w", _back(claimed, now + 500))
