@@ -29,7 +29,7 @@ from vidgate.domain import ACTIVE
 from vidgate.store import admission
 from vidgate.store.database import Database
 from vidgate.store.leases import claim_statement
-from vidgate.store.pg_direct import asyncpg_dsn
+from vidgate.store.pg_direct import asyncpg_dsn, compile_on
 from vidgate.store.schema import tasks
 from vidgate.store.tasks import TASK_BY_ID_FOR_OWNER
 
@@ -79,7 +79,8 @@ def statements(rows: int, now: float) -> dict[str, str]:
                   .order_by(tasks.c.seq.desc()).limit(21))
     claim = {"worker": "w_explain", "now": now, "lease_until": now + 30, "limit": 256}
     in_flight = (sa.select(tasks.c.backend, sa.func.count())
-                 .where(tasks.c.status.in_(ACTIVE), tasks.c.upstream_id.is_not(None))
+                 .where(tasks.c.status.in_(ACTIVE), tasks.c.backend.is_not(None),
+                        tasks.c.upstream_id.is_not(None))
                  .group_by(tasks.c.backend))
     place = (sa.select(sa.func.count()).select_from(tasks)
              .where(tasks.c.backend == "fake", tasks.c.status.in_(ACTIVE),
@@ -87,6 +88,10 @@ def statements(rows: int, now: float) -> dict[str, str]:
     return {
         "claim (bound tasks, submit=False)": _sql(claim_statement("postgresql", False), **claim),
         "claim (new tasks, submit=True)": _sql(claim_statement("postgresql", True), **claim),
+        # an engine's tick between polls, fewer rows due than its batch: here none (a time
+        # before every row's next poll, whenever the table was filled)
+        "claim when none is due (bound tasks, submit=False)": _sql(
+            claim_statement("postgresql", False), **{**claim, "now": 1.0}),
         "status read (TASK_BY_ID_FOR_OWNER)": _sql(
             TASK_BY_ID_FOR_OWNER, task_id=f"video_{rows // 2:024x}", owner_id="key_0"),
         "list, first page (key with half the rows)": _sql(owner_list),
@@ -100,22 +105,36 @@ def statements(rows: int, now: float) -> dict[str, str]:
     }
 
 
-def prepared() -> dict[str, tuple[str, tuple[object, ...]]]:
+async def prepared(conn: asyncpg.Connection, now: float
+                   ) -> dict[str, tuple[str, tuple[object, ...]]]:
     """Statements as asyncpg runs them (`$n` parameters), with the values to explain."""
     count = admission.POSTGRES[admission.ACTIVE_COUNT]
-    return {f"a key's unfinished tasks (admission, max_concurrent), prepared, {key}": (
+    found = {f"a key's unfinished tasks (admission, max_concurrent), prepared, {key}": (
         count.sql, count.args({"owner_id": key})) for key in ("key_0", "key_1")}
+    # the engine's claims as PgDirect compiles and runs them, when rows are due and when none
+    # is (1.0: before every row's next poll)
+    for submit, rows in ((None, "any tasks"), (False, "bound tasks"), (True, "new tasks")):
+        claim = await compile_on(conn, claim_statement("postgresql", submit))
+        for when, at in (("", now), (" when none is due", 1.0)):
+            found[f"claim{when} ({rows}, submit={submit}), prepared"] = (claim.sql, claim.args(
+                {"worker": "w_explain", "now": at, "lease_until": at + 30, "limit": 256}))
+    return found
 
 
-async def explain_generic(url: str) -> None:
+async def explain_generic(url: str, now: float) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute("SET plan_cache_mode = force_generic_plan")
-        for n, (name, (sql, args)) in enumerate(prepared().items()):
+        for n, (name, (sql, args)) in enumerate((await prepared(conn, now)).items()):
             await conn.execute(f"PREPARE explained_{n} AS {sql}")
             values = ", ".join(f"'{a}'" for a in args)
-            plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
-                                    f"EXECUTE explained_{n}({values})")
+            explained = conn.transaction()
+            await explained.start()
+            try:
+                plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
+                                        f"EXECUTE explained_{n}({values})")
+            finally:
+                await explained.rollback()  # the claim's UPDATE is only explained
             print(f"== {name}, generic plan")
             print("\n".join(r[0] for r in plan) + "\n")
     finally:
@@ -148,7 +167,7 @@ async def main(url: str, rows: int, active: int) -> None:
         print(f"== {name}")
         print("\n".join(r[0] for r in plan) + "\n")
     await db.close()
-    await explain_generic(url)
+    await explain_generic(url, now)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from support import make_task, needs_postgresql
 from vidgate.store.leases import CALLED_BACK, claim_statement
+from vidgate.store.pg_direct import compile_on
 from vidgate.store.schema import tasks
 
 
@@ -87,3 +88,30 @@ async def test_on_postgresql_a_claim_is_a_hot_update(db):
             "pg_stat_get_xact_tuples_hot_updated('tasks'::regclass)"))).one()
     assert len(claimed) == 1
     assert tuple(counts) == (1, 1)
+
+
+async def test_on_postgresql_the_claims_due_condition_is_a_range_of_its_index(db):
+    """`due <= now` bounds each claim's index scan (an Index Cond), so a claim that finds
+    fewer due tasks than its batch stops at the first task not yet due instead of reading
+    every unfinished row; checked on the generic plans, as prepared claims run."""
+    needs_postgresql("the claims' plans")
+    key, _ = await db.create_key("k")
+    await db.tasks.insert(make_task(key.id))
+    plans = {}
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.execute("SET enable_seqscan = off")  # a tiny table would be read whole
+        await raw.execute("SET plan_cache_mode = force_generic_plan")
+        for submit in (None, False, True):
+            claim = await compile_on(raw, claim_statement("postgresql", submit))
+            await raw.execute(f"PREPARE claim AS {claim.sql}")
+            args = claim.args({"worker": "w", "now": 1.0, "lease_until": 31.0, "limit": 256})
+            values = ", ".join(f"'{a}'" for a in args)
+            plans[submit] = "\n".join(r[0] for r in await raw.fetch(
+                f"EXPLAIN (COSTS OFF) EXECUTE claim({values})"))
+            await raw.execute("DEALLOCATE claim")
+        await conn.invalidate()  # its settings stay with this connection
+    for submit, plan in plans.items():
+        index = "ix_tasks_waiting_due_at" if submit else "ix_tasks_unfinished_due_at"
+        assert f"Index Scan using {index}" in plan, plan
+        assert "Index Cond: (COALESCE(next_poll_at" in plan, plan

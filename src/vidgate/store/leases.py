@@ -26,7 +26,7 @@ from ..observability import metrics
 from . import ledger as ledger_ops
 from . import wakeups
 from .pg_direct import PgDirect
-from .schema import task_events, tasks
+from .schema import DUE_AT, task_events, tasks
 from .tasks import task_from_mapping, task_from_row
 from .writes import Writes
 
@@ -44,7 +44,8 @@ def claim_statement(dialect: str, submit: bool | None) -> sa.Update:
     """The claim, written once: lease up to `:limit` due tasks to `:worker` and return them.
 
     `submit` narrows the rows as `Leases.claim_due` says. The due rows are chosen by a
-    subquery, most overdue first (NULL: a lease ran out before its step handed the task back);
+    subquery, most overdue first (NULL, due first: a called-back task whose lease ran out
+    before its step handed it back);
     on PostgreSQL it locks them `SKIP LOCKED`, so concurrent claims split the work between
     them without waiting; elsewhere the outer WHERE (the lease is still free) decides.
     """
@@ -64,18 +65,19 @@ _USED_UP = sa.case((tasks.c.next_poll_at == CALLED_BACK, sa.null()), else_=tasks
 def _claim(skip_locked: bool, submit: bool | None) -> sa.Update:
     now = sa.bindparam("now", type_=sa.Float)
     lease_free = sa.or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now)
-    cond = [
-        UNFINISHED,
-        sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now),
-        lease_free,
-    ]
+    if skip_locked:  # PostgreSQL: due is a range of ix_tasks_unfinished_due_at (schema.py)
+        is_due, due_order = DUE_AT <= now, DUE_AT
+    else:  # the same rule as SQLite's ix_tasks_due (status, next_poll_at) reads it
+        is_due = sa.or_(tasks.c.next_poll_at.is_(None), tasks.c.next_poll_at <= now)
+        due_order = tasks.c.next_poll_at.asc().nulls_first()
+    cond = [UNFINISHED, is_due, lease_free]
     must_end = sa.or_(tasks.c.cancel_requested == sa.true(), tasks.c.deadline_at < now)
     if submit is True:
         cond += [tasks.c.upstream_id.is_(None), sa.not_(must_end)]
     elif submit is False:
         cond.append(sa.or_(tasks.c.upstream_id.is_not(None), must_end))
     due = (sa.select(tasks.c.id).where(*cond)
-           .order_by(tasks.c.next_poll_at.asc().nulls_first())
+           .order_by(due_order)
            .limit(sa.bindparam("limit", type_=sa.Integer)))
     if skip_locked:
         # = ANY(ARRAY(...)): the locked ids are found first, then updated through the id
@@ -100,7 +102,7 @@ _CLAIMS = {(skip, submit): _claim(skip, submit)
 
 _IN_FLIGHT = (
     sa.select(tasks.c.backend, sa.func.count().label("count"))
-    .where(UNFINISHED, tasks.c.upstream_id.is_not(None))
+    .where(UNFINISHED, tasks.c.backend.is_not(None), tasks.c.upstream_id.is_not(None))
     .group_by(tasks.c.backend)
 )
 

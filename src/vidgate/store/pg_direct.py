@@ -211,12 +211,17 @@ class PgDirect:
         return conn
 
     async def _compile(self, conn: asyncpg.Connection, stmt: sa.Executable) -> Compiled:
-        """Compile `stmt` once; its numbers are converted by the column types PostgreSQL
-        reports for its result, as SQLAlchemy converts them by the cursor's description."""
-        prepared = await conn.prepare(sql_of(POSTGRES, stmt))
-        coltypes = [attr.type.oid for attr in prepared.get_attributes()]
-        compiled = self._compiled[stmt] = compile_for(POSTGRES, stmt, coltypes=coltypes)
+        """Compile `stmt` once (`compile_on`)."""
+        compiled = self._compiled[stmt] = await compile_on(conn, stmt)
         return compiled
+
+
+async def compile_on(conn: asyncpg.Connection, stmt: sa.Executable) -> Compiled:
+    """`stmt` as asyncpg runs it; its numbers are converted by the column types PostgreSQL
+    reports for its result, as SQLAlchemy converts them by the cursor's description."""
+    prepared = await conn.prepare(sql_of(POSTGRES, stmt))
+    coltypes = [attr.type.oid for attr in prepared.get_attributes()]
+    return compile_for(POSTGRES, stmt, coltypes=coltypes)
 
 
 class _Reads:

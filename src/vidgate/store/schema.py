@@ -75,13 +75,25 @@ tasks = sa.Table(
     sa.Index("ix_tasks_due", "status", "next_poll_at"),
 )
 
-# PostgreSQL only (migrations 0005, 0006): unfinished tasks in next-poll order (the claim),
-# by channel (jobs in flight) and by owner (a key's concurrency limit, deleted rows left out
+# PostgreSQL only (migrations 0005-0007): unfinished tasks by due time (the claims), by
+# channel (jobs in flight) and by owner (a key's concurrency limit, deleted rows left out
 # too, so its count needs nothing beyond the index), so none reads the finished rows.
 _UNFINISHED = sa.text("status IN ('queued', 'in_progress')")
-sa.Index("ix_tasks_unfinished_due", tasks.c.next_poll_at.asc().nulls_first(),
-         postgresql_where=_UNFINISHED)
-sa.Index("ix_tasks_unfinished_backend", tasks.c.backend, postgresql_where=_UNFINISHED)
+# A task's due time with no NULL (a called-back task whose lease ran out before its
+# hand-back: due first, with the other called-back tasks), the order the claims read. Their
+# `DUE_AT <= now` is a range of these indexes, where `next_poll_at IS NULL OR next_poll_at
+# <= now` was a filter of 0005's `ix_tasks_unfinished_due`: a claim that
+# found fewer due tasks than its batch read every unfinished row (55 ms at 100,000 in
+# flight, bench/RESULTS.md, "Indexes at 1,000,000 tasks"), and an engine claims every tick.
+DUE_AT = sa.func.coalesce(tasks.c.next_poll_at, sa.literal_column("0.0"))
+sa.Index("ix_tasks_unfinished_due_at", DUE_AT, postgresql_where=_UNFINISHED)
+# ...and of the tasks still waiting for a channel, for the claim of those alone (submit=True)
+sa.Index("ix_tasks_waiting_due_at", DUE_AT,
+         postgresql_where=sa.text(f"{_UNFINISHED.text} AND upstream_id IS NULL"))
+# ...of the tasks with a channel, by channel: not an index of every unfinished row, which a
+# claim's generic plan would read whole instead of the due time's range (migration 0007)
+sa.Index("ix_tasks_unfinished_backend", tasks.c.backend,
+         postgresql_where=sa.text(f"{_UNFINISHED.text} AND backend IS NOT NULL"))
 sa.Index("ix_tasks_unfinished_owner", tasks.c.owner_id,
          postgresql_where=sa.text(f"{_UNFINISHED.text} AND deleted_at IS NULL"))
 
