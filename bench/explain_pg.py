@@ -28,7 +28,7 @@ from sqlalchemy.sql import visitors
 from vidgate.domain import ACTIVE
 from vidgate.store import admission
 from vidgate.store.database import Database
-from vidgate.store.leases import claim_statement
+from vidgate.store.leases import IN_FLIGHT, claim_statement
 from vidgate.store.pg_direct import asyncpg_dsn, compile_on
 from vidgate.store.schema import tasks
 from vidgate.store.tasks import TASK_BY_ID_FOR_OWNER
@@ -78,10 +78,6 @@ def statements(rows: int, now: float) -> dict[str, str]:
                                          tasks.c.deleted_at.is_(None))
                   .order_by(tasks.c.seq.desc()).limit(21))
     claim = {"worker": "w_explain", "now": now, "lease_until": now + 30, "limit": 256}
-    in_flight = (sa.select(tasks.c.backend, sa.func.count())
-                 .where(tasks.c.status.in_(ACTIVE), tasks.c.backend.is_not(None),
-                        tasks.c.upstream_id.is_not(None))
-                 .group_by(tasks.c.backend))
     place = (sa.select(sa.func.count()).select_from(tasks)
              .where(tasks.c.backend == "fake", tasks.c.status.in_(ACTIVE),
                     tasks.c.id != "video_x"))
@@ -96,7 +92,7 @@ def statements(rows: int, now: float) -> dict[str, str]:
             TASK_BY_ID_FOR_OWNER, task_id=f"video_{rows // 2:024x}", owner_id="key_0"),
         "list, first page (key with half the rows)": _sql(owner_list),
         "list, a page deep in the past": _sql(owner_list.where(tasks.c.seq < rows // 10)),
-        "jobs in flight per channel (count_in_flight)": _sql(in_flight),
+        "jobs in flight per channel (count_in_flight)": _sql(IN_FLIGHT),
         "a channel's places (reserve_slot)": _sql(place),
         "a key's unfinished tasks (admission, max_concurrent), key with half": _sql(
             admission.ACTIVE_COUNT, owner_id="key_0"),

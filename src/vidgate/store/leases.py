@@ -100,7 +100,8 @@ _CLAIMS = {(skip, submit): _claim(skip, submit)
            for skip in (True, False) for submit in (True, False, None)}
 
 
-_IN_FLIGHT = (
+# Unfinished tasks an upstream accepted, per channel (`Leases.count_in_flight`).
+IN_FLIGHT = (
     sa.select(tasks.c.backend, sa.func.count().label("count"))
     .where(UNFINISHED, tasks.c.backend.is_not(None), tasks.c.upstream_id.is_not(None))
     .group_by(tasks.c.backend)
@@ -150,10 +151,10 @@ class Leases:
     async def count_in_flight(self) -> dict[str, int]:
         """Unfinished tasks that an upstream accepted, per channel (for in-flight caps)."""
         if self._direct is not None:
-            return {r["backend"]: r["count"] for r in await self._direct.all(_IN_FLIGHT, {})
+            return {r["backend"]: r["count"] for r in await self._direct.all(IN_FLIGHT, {})
                     if r["backend"]}
         async with self.engine.connect() as conn:
-            return {r[0]: r[1] for r in (await conn.execute(_IN_FLIGHT)).all() if r[0]}
+            return {r[0]: r[1] for r in (await conn.execute(IN_FLIGHT)).all() if r[0]}
 
     async def reserve_slot(self, task_id: str, worker: str, channel: str, cap: int) -> bool:
         """Take one of `channel`'s `cap` places for this held task before offering it the

@@ -82,9 +82,9 @@ _UNFINISHED = sa.text("status IN ('queued', 'in_progress')")
 # A task's due time with no NULL (a called-back task whose lease ran out before its
 # hand-back: due first, with the other called-back tasks), the order the claims read. Their
 # `DUE_AT <= now` is a range of these indexes, where `next_poll_at IS NULL OR next_poll_at
-# <= now` was a filter of 0005's `ix_tasks_unfinished_due`: a claim that
-# found fewer due tasks than its batch read every unfinished row (55 ms at 100,000 in
-# flight, bench/RESULTS.md, "Indexes at 1,000,000 tasks"), and an engine claims every tick.
+# <= now` was a filter of 0005's `ix_tasks_unfinished_due`: a claim that found fewer due
+# tasks than its batch read every unfinished row (55 ms at 100,000 in flight,
+# bench/RESULTS.md, "Claims on a due-time range"), and an engine claims every tick.
 DUE_AT = sa.func.coalesce(tasks.c.next_poll_at, sa.literal_column("0.0"))
 sa.Index("ix_tasks_unfinished_due_at", DUE_AT, postgresql_where=_UNFINISHED)
 # ...and of the tasks still waiting for a channel, for the claim of those alone (submit=True)

@@ -4,7 +4,7 @@
 order, but its condition, `next_poll_at IS NULL OR next_poll_at <= now`, could only filter
 that scan, never end it: a claim that found fewer due tasks than its batch read every
 unfinished row, which an engine between polls does every tick (a generic plan at 100,000 in
-flight: 55 ms and 90,641 buffers, bench/RESULTS.md, "Indexes at 1,000,000 tasks"). On
+flight: 55 ms and 90,641 buffers, bench/RESULTS.md, "Claims on a due-time range"). On
 `COALESCE(next_poll_at, 0.0)` (a NULL due time is due first, as before) the claim's
 condition is the index's range and the scan ends at the first task not yet due. The claim
 of tasks still waiting for a channel (`submit=True`, with channel caps) gets its own,
